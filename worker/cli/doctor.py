@@ -1,0 +1,144 @@
+"""`d1cdc doctor`: one line per check of Kafka, the MySQL target and the source."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+import typer
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import version as client_version
+from confluent_kafka.admin import NewTopic
+
+from worker.cli.context import settings_from
+from worker.config import Settings
+from worker.db import create_target_engine
+from worker.errors import ServiceError
+from worker.kafka import admin_client, consumer_config, producer_config
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def check_kafka(settings: Settings) -> str:
+    """Broker answers metadata; a scratch topic can be created, written and read back."""
+    admin = admin_client(settings.kafka_bootstrap)
+    try:
+        meta = admin.list_topics(timeout=10)
+    except KafkaException as exc:
+        raise ServiceError(f"broker {settings.kafka_bootstrap} unreachable: {exc}") from None
+    topic = f"{settings.topic_prefix}._doctor_{uuid.uuid4().hex[:8]}"
+    started = time.monotonic()
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(
+        timeout=15
+    )
+    try:
+        producer = Producer(producer_config(settings.kafka_bootstrap))
+        producer.produce(topic, key=b"doctor", value=b"ping")
+        if producer.flush(15) != 0:
+            raise ServiceError(f"could not produce to {topic}")
+        consumer = Consumer(
+            consumer_config(settings.kafka_bootstrap, f"d1cdc-doctor-{uuid.uuid4().hex[:8]}")
+        )
+        try:
+            consumer.assign([TopicPartition(topic, 0, 0)])
+            msg = consumer.poll(15)
+            if msg is None or msg.error() or msg.value() != b"ping":
+                raise ServiceError(f"could not read back the message written to {topic}")
+        finally:
+            consumer.close()
+    finally:
+        admin.delete_topics([topic])
+    elapsed_ms = (time.monotonic() - started) * 1000
+    return (
+        f"{settings.kafka_bootstrap}: {len(meta.brokers)} broker(s), cluster {meta.cluster_id}, "
+        f"topic create/produce/consume {elapsed_ms:.0f} ms (librdkafka {client_version()[0]})"
+    )
+
+
+def check_target(settings: Settings) -> str:
+    """Server version, strict sql_mode, UTC time zone and utf8mb4 on our sessions."""
+    engine = create_target_engine(settings.target_url.get_secret_value(), pool_size=1)
+    try:
+        with engine.connect() as conn:
+            version, sql_mode, tz, charset = conn.execute(
+                sa.text(
+                    "SELECT VERSION(), @@SESSION.sql_mode, @@SESSION.time_zone, "
+                    "@@character_set_connection"
+                )
+            ).one()
+    except sa.exc.SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", exc)
+        raise ServiceError(
+            f"MySQL target {settings.target_url_redacted()} unreachable: {cause}"
+        ) from None
+    finally:
+        engine.dispose()
+    problems = []
+    if "STRICT_ALL_TABLES" not in sql_mode and "STRICT_TRANS_TABLES" not in sql_mode:
+        problems.append(f"sql_mode is not strict ({sql_mode})")
+    if tz not in ("+00:00", "UTC"):
+        problems.append(f"time_zone is {tz}, not UTC")
+    if charset != "utf8mb4":
+        problems.append(f"connection charset is {charset}, not utf8mb4")
+    if problems:
+        raise ServiceError("MySQL target: " + "; ".join(problems))
+    return f"{settings.target_url_redacted()}: {version}, strict sql_mode, UTC, utf8mb4"
+
+
+def check_source(settings: Settings) -> str:
+    """The SQLite source opens read-only and has tables."""
+    if settings.source != "sqlite":
+        return f"source {settings.source}: not checked here (use `d1cdc schema infer`)"
+    path = settings.source_path
+    if not path.is_file():
+        raise ServiceError(f"source file {path} (D1CDC_SOURCE_PATH) does not exist")
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'"
+            ).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise ServiceError(f"source file {path} is not a readable SQLite database: {exc}") from None
+    return f"{path}: SQLite, {count} table(s)"
+
+
+CHECKS: tuple[tuple[str, Callable[[Settings], str]], ...] = (
+    ("kafka", check_kafka),
+    ("target", check_target),
+    ("source", check_source),
+)
+
+
+def run_checks(settings: Settings) -> list[CheckResult]:
+    results = []
+    for name, check in CHECKS:
+        try:
+            results.append(CheckResult(name, True, check(settings)))
+        except (ServiceError, KafkaException) as exc:
+            results.append(CheckResult(name, False, str(exc)))
+    return results
+
+
+def doctor(ctx: typer.Context) -> None:
+    """Check the Kafka broker, the MySQL target and the source; exit 1 naming the first failure."""
+    settings = settings_from(ctx)
+    results = run_checks(settings)
+    for result in results:
+        mark = "ok  " if result.ok else "FAIL"
+        typer.echo(f"{mark} {result.name:<7} {result.detail}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        typer.echo(f"d1cdc: doctor: {failed[0].name} check failed", err=True)
+        raise typer.Exit(1)

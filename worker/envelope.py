@@ -1,0 +1,151 @@
+"""The event contract v1: pure encode/decode, shared by producers and consumers.
+
+Key: the primary key as canonical JSON (sorted keys, no spaces). Value: a UTF-8 JSON
+object with `v, table, op, key, row, ts_ms, event_id, origin`. Blobs travel as
+`{"$base64": "…"}`; integers above 2^53 as decimal strings (JavaScript cannot hold them).
+The JSON Schema of the same contract is `worker/envelope.schema.json`, for shims in other
+languages. Decoding is strict: anything off-contract raises `EnvelopeError` with a reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from uuid6 import uuid7
+
+from worker.errors import EnvelopeError
+
+ENVELOPE_VERSION = 1
+Op = Literal["upsert", "delete"]
+OPS: frozenset[str] = frozenset({"upsert", "delete"})
+MAX_SAFE_INTEGER = 2**53 - 1
+_FIELDS = frozenset({"v", "table", "op", "key", "row", "ts_ms", "event_id", "origin"})
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    table: str
+    op: Op
+    key: dict[str, Any]
+    row: dict[str, Any] | None
+    ts_ms: int
+    event_id: str
+    origin: str = "app"
+
+
+def new_event(
+    table: str,
+    op: Op,
+    key: Mapping[str, Any],
+    row: Mapping[str, Any] | None,
+    *,
+    origin: str = "app",
+    ts_ms: int | None = None,
+) -> ChangeEvent:
+    """A fresh event with a UUIDv7 id and the producer's clock."""
+    return ChangeEvent(
+        table=table,
+        op=op,
+        key=dict(key),
+        row=dict(row) if row is not None else None,
+        ts_ms=ts_ms if ts_ms is not None else time.time_ns() // 1_000_000,
+        event_id=str(uuid7()),
+        origin=origin,
+    )
+
+
+def to_wire(value: Any) -> Any:
+    """A source (SQLite) value in its JSON form: bytes → {"$base64"}, big ints → strings."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
+        return str(value)
+    return value
+
+
+def from_wire(value: Any) -> Any:
+    """Inverse of `to_wire` for blobs; big-integer strings stay strings (the mapping decides)."""
+    if isinstance(value, dict):
+        if set(value) == {"$base64"} and isinstance(value["$base64"], str):
+            try:
+                return base64.b64decode(value["$base64"], validate=True)
+            except ValueError:
+                raise EnvelopeError("invalid $base64 blob") from None
+        raise EnvelopeError("a column value is an object other than {\"$base64\": …}")
+    if isinstance(value, list):
+        raise EnvelopeError("a column value is an array; JSON columns travel as text")
+    return value
+
+
+def canonical_json(obj: Mapping[str, Any]) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_key(key: Mapping[str, Any]) -> bytes:
+    return canonical_json({k: to_wire(v) for k, v in key.items()}).encode("utf-8")
+
+
+def encode_event(event: ChangeEvent) -> tuple[bytes, bytes]:
+    """(message key, message value) for Kafka."""
+    body = {
+        "v": ENVELOPE_VERSION,
+        "table": event.table,
+        "op": event.op,
+        "key": {k: to_wire(v) for k, v in event.key.items()},
+        "row": None if event.row is None else {k: to_wire(v) for k, v in event.row.items()},
+        "ts_ms": event.ts_ms,
+        "event_id": event.event_id,
+        "origin": event.origin,
+    }
+    return encode_key(event.key), canonical_json(body).encode("utf-8")
+
+
+def decode_event(value: bytes | None) -> ChangeEvent:
+    """Parse and validate one message value; raise `EnvelopeError` naming what is wrong."""
+    if value is None:
+        raise EnvelopeError("null message value (a tombstone) is not an event")
+    try:
+        body = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EnvelopeError(f"not UTF-8 JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise EnvelopeError(f"envelope is a JSON {type(body).__name__}, not an object")
+    missing = _FIELDS - body.keys() - {"origin"}
+    if missing:
+        raise EnvelopeError(f"missing field(s): {', '.join(sorted(missing))}")
+    extra = body.keys() - _FIELDS
+    if extra:
+        raise EnvelopeError(f"unknown field(s): {', '.join(sorted(extra))}")
+    if body["v"] != ENVELOPE_VERSION or isinstance(body["v"], bool):
+        raise EnvelopeError(f"unsupported envelope version {body['v']!r}")
+    table, op, key, row = body["table"], body["op"], body["key"], body["row"]
+    if not isinstance(table, str) or not table:
+        raise EnvelopeError("table must be a non-empty string")
+    if op not in OPS:
+        raise EnvelopeError(f"op must be 'upsert' or 'delete', not {op!r}")
+    if not isinstance(key, dict) or not key:
+        raise EnvelopeError("key must be a non-empty object")
+    if op == "upsert" and not isinstance(row, dict):
+        raise EnvelopeError("an upsert needs a row object")
+    if row is not None and not isinstance(row, dict):
+        raise EnvelopeError("row must be an object or null")
+    ts_ms = body["ts_ms"]
+    if not isinstance(ts_ms, int) or isinstance(ts_ms, bool) or ts_ms < 0:
+        raise EnvelopeError("ts_ms must be a non-negative integer")
+    if not isinstance(body["event_id"], str) or not body["event_id"]:
+        raise EnvelopeError("event_id must be a non-empty string")
+    origin = body.get("origin", "app")
+    if not isinstance(origin, str):
+        raise EnvelopeError("origin must be a string")
+    decoded_key = {k: from_wire(v) for k, v in key.items()}
+    decoded_row = None if row is None else {k: from_wire(v) for k, v in row.items()}
+    if decoded_row is not None:
+        for k, v in decoded_key.items():
+            if k in decoded_row and decoded_row[k] != v:
+                raise EnvelopeError(f"key column {k!r} differs between key and row")
+    return ChangeEvent(table, op, decoded_key, decoded_row, ts_ms, body["event_id"], origin)

@@ -1,0 +1,74 @@
+"""One exception hierarchy for every error a user can meet.
+
+Each error says what happened, to what (setting, table, key, column, offset) and, where
+useful, what to do. The CLI turns any `D1cdcError` into one line on stderr and a non-zero
+exit; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class D1cdcError(Exception):
+    """Base of every error d1cdc raises on purpose."""
+
+    exit_code = 2
+
+
+class ConfigError(D1cdcError):
+    """A setting is missing or invalid; the message names the setting."""
+
+
+class ServiceError(D1cdcError):
+    """A service (Kafka, MySQL, the source) cannot be reached or refused a request."""
+
+
+class SchemaError(D1cdcError):
+    """The mapping file or the source schema is invalid or inconsistent."""
+
+
+class EventError(D1cdcError):
+    """An event cannot be processed; it belongs in the dead-letter topic, with `reason`."""
+
+    @property
+    def reason(self) -> str:
+        return str(self)
+
+
+class EnvelopeError(EventError):
+    """An event is not a valid v1 envelope (bad JSON, missing field, wrong type)."""
+
+
+class UnknownTableError(EventError):
+    """An event names a table the mapping does not have."""
+
+
+class ConversionError(EventError):
+    """A source value does not fit its column's logical type.
+
+    Never a silent default or truncation: the message names table, column, key and the
+    offending value's type.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        table: str = "?",
+        column: str = "?",
+        key: Any = None,
+        value: Any = None,
+    ) -> None:
+        self.table = table
+        self.column = column
+        self.key = key
+        self.value_type = type(value).__name__
+        where = f"{table}.{column}"
+        if key is not None:
+            where += f" key={key}"
+        super().__init__(f"{where}: {message} (got {self.value_type})")
+
+
+class ApplyError(EventError):
+    """MySQL refused an event's row for a reason that retrying will not fix."""

@@ -1,0 +1,51 @@
+"""Kafka client configuration: the one place librdkafka settings are decided.
+
+Facts behind the choices (DESIGN.md, "Kafka facts"): producers are idempotent with
+`acks=all`; consumers never auto-commit and use cooperative-sticky assignment on the
+classic group protocol; librdkafka logs go to the structlog pipeline.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka.admin import AdminClient
+
+from worker.logs import kafka_logger
+
+
+def _base(bootstrap: str) -> dict[str, Any]:
+    return {"bootstrap.servers": bootstrap, "logger": kafka_logger()}
+
+
+def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    return {
+        **_base(bootstrap),
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 20,
+        "compression.type": "lz4",
+        "batch.num.messages": 10_000,
+        **extra,
+    }
+
+
+def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        **_base(bootstrap),
+        "group.id": group_id,
+        "group.protocol": "classic",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "max.poll.interval.ms": 300_000,
+        "session.timeout.ms": 45_000,
+        # A fresh topic matching the subscription regex is picked up quickly.
+        "topic.metadata.refresh.interval.ms": 5_000,
+        **extra,
+    }
+
+
+def admin_client(bootstrap: str) -> AdminClient:
+    return AdminClient(_base(bootstrap))

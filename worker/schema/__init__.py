@@ -1,0 +1,1 @@
+"""Schema knowledge: source introspection, the mapping file, inference, DDL, order, conversion."""
