@@ -66,10 +66,11 @@ kafka_fetch() {
   log "kafka: fetching jars for $KAFKA_VERSION from Maven Central…"
   local tmp="$KAFKA_LIBS.tmp.$$"
   rm -rf "$tmp"; mkdir -p "$tmp"
-  mvn -q -B -f "$OPS_KAFKA/pom.xml" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$tmp" >&2 ||
-    die "kafka: maven could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION (see output above)"
-  rm -rf "$KAFKA_LIBS"; mv "$tmp" "$KAFKA_LIBS"; touch "$KAFKA_LIBS/.complete"
+  # Maven's output (ANSI noise even with -q -B) goes to a file, shown only on failure.
+  mvn -q -B -Dstyle.color=never -f "$OPS_KAFKA/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.log" 2>&1 ||
+    { cat "$tmp.log" >&2; die "kafka: maven could not fetch org.apache.kafka:kafka_2.13:$KAFKA_VERSION"; }
+  rm -rf "$KAFKA_LIBS" "$tmp.log"; mv "$tmp" "$KAFKA_LIBS"; touch "$KAFKA_LIBS/.complete"
 }
 
 kafka_up() {
@@ -92,7 +93,8 @@ kafka_up() {
       { cat "$KDIR/format.log" >&2; die "kafka: storage format failed"; }
   fi
   log "kafka: starting…"
-  nohup java -Xmx512m -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
+  # setsid: own session, so killing the caller's process group (CI step, terminal) leaves it up.
+  setsid nohup java -Xmx512m -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dkafka.logs.dir="$KDIR" -Dlog4j2.configurationFile="$OPS_KAFKA/log4j2.properties" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$KDIR/server.properties" >"$KDIR/kafka.out" 2>&1 </dev/null &
   echo $! >"$KPID"
@@ -134,12 +136,12 @@ mariadb_up() {
     log "mariadb: already running (pid $pid, 127.0.0.1:$MYSQL_PORT)"
   else
     mariadb_install
-    if port_open "$MYSQL_PORT"; then
-      # Most likely the Debian system service; stop it once, otherwise refuse to guess.
-      log "mariadb: port $MYSQL_PORT is busy, stopping the system mariadb service…"
+    if port_open "$MYSQL_PORT" && [[ -s /run/mysqld/mysqld.pid ]]; then
+      # The Debian system service holds the port (its pid file is in /run/mysqld); stop it.
+      log "mariadb: port $MYSQL_PORT is held by the system mariadb service, stopping it…"
       service mariadb stop >/dev/null 2>&1 || true; sleep 1
-      port_open "$MYSQL_PORT" && die "mariadb: port $MYSQL_PORT is taken by another process (stop it or set D1CDC_MYSQL_PORT)"
     fi
+    port_open "$MYSQL_PORT" && die "mariadb: port $MYSQL_PORT is taken by another process (stop it or set D1CDC_MYSQL_PORT)"
     mkdir -p "$MDIR"
     # Our own option file, used via --defaults-file so /etc/mysql/* never applies.
     # [client] lets the mariadb/mariadb-admin calls below find the private socket.
@@ -172,7 +174,7 @@ EOF
         { tail -n 30 "$MDIR/install.log" >&2; die "mariadb: mariadb-install-db failed"; }
     fi
     log "mariadb: starting…"
-    nohup $MYSQLD --defaults-file="$MCNF" >>"$MDIR/mariadb.out" 2>&1 </dev/null &
+    setsid nohup $MYSQLD --defaults-file="$MCNF" >>"$MDIR/mariadb.out" 2>&1 </dev/null &
     local pid=$! deadline=$((SECONDS + 60))
     until mariadb-admin --defaults-file="$MCNF" -u"$(id -un)" --connect-timeout=2 ping >/dev/null 2>&1; do
       kill -0 "$pid" 2>/dev/null || { tail -n 30 "$MDIR/mariadb.err" >&2 || true; die "mariadb: mariadbd exited during startup"; }
