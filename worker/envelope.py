@@ -76,7 +76,7 @@ def from_wire(value: Any) -> Any:
                 return base64.b64decode(value["$base64"], validate=True)
             except ValueError:
                 raise EnvelopeError("invalid $base64 blob") from None
-        raise EnvelopeError("a column value is an object other than {\"$base64\": …}")
+        raise EnvelopeError('a column value is an object other than {"$base64": …}')
     if isinstance(value, list):
         raise EnvelopeError("a column value is an array; JSON columns travel as text")
     return value

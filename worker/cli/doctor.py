@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 import typer
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from confluent_kafka import version as client_version
-from confluent_kafka.admin import NewTopic
+from confluent_kafka import libversion
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from worker.cli.context import settings_from
 from worker.config import Settings
@@ -60,7 +60,7 @@ def check_kafka(settings: Settings) -> str:
     elapsed_ms = (time.monotonic() - started) * 1000
     return (
         f"{settings.kafka_bootstrap}: {len(meta.brokers)} broker(s), cluster {meta.cluster_id}, "
-        f"topic create/produce/consume {elapsed_ms:.0f} ms (librdkafka {client_version()[0]})"
+        f"topic create/produce/consume {elapsed_ms:.0f} ms (librdkafka {libversion()[0]})"
     )
 
 

@@ -10,6 +10,7 @@ import typer
 from worker import __version__
 from worker.cli.context import GlobalOptions
 from worker.cli.doctor import doctor
+from worker.cli.health import health
 from worker.errors import D1cdcError
 from worker.logs import redact_text
 
@@ -26,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(doctor)
+app.command()(health)
 
 
 def _version(value: bool) -> None:

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The test command (README Quickstart, `make test`, `.ci/run`): on a fresh machine it
+# installs everything, starts real Kafka + MariaDB, runs lint, types and tests, and stops
+# the services it started. Any failure exits non-zero — including pytest's exit 5
+# ("no tests collected"), which `set -e` turns into a failure like any other.
+#
+#   ops/test.sh [pytest args…]      e.g. ops/test.sh -k consume -x
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+source ops/venv.sh            # creates .venv and installs d1cdc with its test extras
+
+started_services=0
+if ! bash ops/services.sh status >/dev/null 2>&1; then
+  started_services=1
+fi
+cleanup() { if ((started_services)); then bash ops/services.sh down || true; fi; }
+trap cleanup EXIT
+bash ops/services.sh up
+eval "$(bash ops/services.sh env)"
+
+echo "== ruff" >&2
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy --strict" >&2
+.venv/bin/mypy
+echo "== pytest" >&2
+.venv/bin/python -m pytest -p no:cacheprovider "$@"
