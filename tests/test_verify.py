@@ -1,0 +1,173 @@
+"""verify against a real MariaDB: clean when equal, every corruption in its right category."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from worker.config import Settings
+from worker.db import create_target_engine
+from worker.schema.convert import convert_row
+from worker.schema.ddl import apply_mapping
+from worker.schema.mapping import Mapping, load_mapping
+from worker.verify.normalize import RowComparer
+from worker.verify.readers import SourceChunks, TargetChunks, sqlite_query
+from worker.verify.runner import TableReport, TableVerifier
+
+pytestmark = pytest.mark.integration
+
+MAPPING_TOML = """
+[tables.user]
+primary_key = ["id"]
+version_columns = ["updatedAt"]
+
+[tables.user.columns.id]
+type = "string(40)"
+nullable = false
+[tables.user.columns.firstName]
+type = "string(100)"
+[tables.user.columns.profile]
+type = "json"
+[tables.user.columns.isActive]
+type = "boolean"
+nullable = false
+[tables.user.columns.createdAt]
+type = "timestamp_s"
+nullable = false
+[tables.user.columns.updatedAt]
+type = "timestamp_s"
+nullable = false
+"""
+ROWS = 120
+
+
+def make_source(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE user (id text PRIMARY KEY NOT NULL, firstName text, profile text, "
+        "isActive integer NOT NULL, createdAt integer NOT NULL, updatedAt integer NOT NULL)"
+    )
+    conn.executemany(
+        "INSERT INTO user VALUES (?,?,?,?,?,?)",
+        [
+            (
+                f"usr_{i:04d}",
+                f"Name {i} 🚀",
+                json.dumps({"plan": "pro", "tags": [i, i + 1]}),
+                i % 2,
+                1_700_000_000 + i,
+                1_700_000_500 + i,
+            )
+            for i in range(ROWS)
+        ],
+    )
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture
+def replicated(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> tuple[Settings, Mapping, sa.Engine]:
+    """A source file, its mapping, and a target holding exactly the converted rows."""
+    source = tmp_path / "source.sqlite"
+    make_source(source)
+    (tmp_path / "mapping.toml").write_text(MAPPING_TOML)
+    settings = make_settings(source_path=source)
+    mapping = load_mapping(settings.mapping_path)
+    engine = create_target_engine(settings.target_url.get_secret_value())
+    apply_mapping(engine, mapping)
+    table = mapping.table("user")
+    rows = sqlite_query(source)("SELECT * FROM user", [])
+    with engine.begin() as conn:
+        conn.execute(
+            sa.table("user", *(sa.column(c) for c in table.column_names)).insert(),
+            [convert_row(table, r) for r in rows],
+        )
+    return settings, mapping, engine
+
+
+def run_verify(settings: Settings, mapping: Mapping, engine: sa.Engine) -> TableReport:
+    table = mapping.table("user")
+    return TableVerifier(
+        RowComparer(table),
+        SourceChunks(sqlite_query(settings.source_path), table),
+        TargetChunks(engine, table),
+        chunk_rows=25,
+        settle_seconds=0,
+    ).run()
+
+
+def test_equal_source_and_target_verify_clean(
+    replicated: tuple[Settings, Mapping, sa.Engine],
+) -> None:
+    """Every row matches; nothing missing, extra or mismatched."""
+    report = run_verify(*replicated)
+    assert report.clean
+    assert (report.processed, report.matching) == (ROWS, ROWS)
+
+
+def test_every_corruption_lands_in_its_category(
+    replicated: tuple[Settings, Mapping, sa.Engine],
+) -> None:
+    """missing / extra / changed column / JSON re-ordered / +1 s / case-changed key."""
+    settings, mapping, engine = replicated
+    with engine.begin() as conn:
+        run = conn.exec_driver_sql
+        run("DELETE FROM `user` WHERE id = 'usr_0003'")
+        run(
+            "INSERT INTO `user` VALUES ('usr_9999', 'ghost', NULL, 1, "
+            "'2024-01-01 00:00:00', '2024-01-01 00:00:00')"
+        )
+        run("UPDATE `user` SET firstName = 'changed' WHERE id = 'usr_0010'")
+        run("""UPDATE `user` SET profile = '{"tags": [20, 21], "plan": "pro"}'
+               WHERE id = 'usr_0020'""")
+        run("UPDATE `user` SET createdAt = createdAt + INTERVAL 1 SECOND WHERE id = 'usr_0030'")
+        run("UPDATE `user` SET id = 'USR_0040' WHERE id = 'usr_0040'")
+    report = run_verify(settings, mapping, engine)
+    assert sorted(report.missing_keys) == [("usr_0003",), ("usr_0040",)]
+    assert sorted(report.extra_keys) == [("USR_0040",), ("usr_9999",)]
+    assert sorted(report.mismatched_keys) == [("usr_0010",), ("usr_0030",)]
+    columns = {tuple(s["key"]): s["columns"] for s in report.samples["mismatched"]}
+    assert columns == {("usr_0010",): ["firstName"], ("usr_0030",): ["createdAt"]}
+    # 2 missing + 2 mismatched; usr_0020 (JSON key order only) still matches.
+    assert report.matching == ROWS - 4
+    assert report.processed == ROWS + 2
+    assert not report.clean
+
+
+def test_cli_exit_codes_and_json(replicated: tuple[Settings, Mapping, sa.Engine]) -> None:
+    """`d1cdc verify --json`: exit 0 clean, 1 with differences, 2 on a broken mapping."""
+    settings, _mapping, engine = replicated
+    env = {
+        **os.environ,
+        "D1CDC_TARGET_URL": settings.target_url.get_secret_value(),
+        "D1CDC_SOURCE_PATH": str(settings.source_path),
+        "D1CDC_MAPPING_PATH": str(settings.mapping_path),
+        "D1CDC_LOG_FORMAT": "json",
+    }
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "worker", "verify", "--json", "--settle-seconds", "0"]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+
+    clean = verify()
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["tables"][0]["matching"] == ROWS
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM `user` WHERE id = 'usr_0007'")
+    dirty = verify()
+    assert dirty.returncode == 1
+    assert json.loads(dirty.stdout)["tables"][0]["samples"]["missing_in_target"] == [["usr_0007"]]
+    env["D1CDC_MAPPING_PATH"] = str(settings.source_path.parent / "missing.toml")
+    broken = verify()
+    assert broken.returncode == 2
+    assert "mapping file" in broken.stderr

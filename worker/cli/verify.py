@@ -1,0 +1,144 @@
+"""`d1cdc verify`: compare source and target per table; exit 0 clean, 1 differences, 2 error."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from worker.cli.context import settings_from
+from worker.config import Settings
+from worker.db import create_target_engine
+from worker.errors import D1cdcError
+from worker.schema.mapping import TableMapping, load_mapping
+from worker.verify.fix import emit_fixes
+from worker.verify.normalize import RowComparer
+from worker.verify.readers import SourceChunks, SourceQuery, TargetChunks, sqlite_query
+from worker.verify.record import record_run
+from worker.verify.runner import TableReport, TableVerifier
+
+COLUMNS = ("processed", "matching", "mismatched", "missing", "extra", "in_flight")
+
+
+def source_query_for(settings: Settings) -> SourceQuery:
+    """The source as a SQL-speaking callable (SQLite file or the D1 HTTP API)."""
+    if settings.source == "d1http":
+        from producers.sources.d1http import D1HttpSource
+
+        return D1HttpSource.from_settings(settings).query
+    return sqlite_query(settings.source_path)
+
+
+def _count(query: SourceQuery, table: str) -> int:
+    rows = query(f'SELECT count(*) AS n FROM "{table}"', [])
+    return int(rows[0]["n"])
+
+
+def render_table(reports: list[TableReport], console: Console) -> None:
+    table = Table(title="d1cdc verify")
+    table.add_column("table")
+    for name in COLUMNS:
+        table.add_column(name.replace("_", " "), justify="right")
+    table.add_column("samples / error")
+    for r in reports:
+        detail = r.error or (json.dumps(r.samples, default=str) if r.samples else "")
+        style = None if r.clean else "red"
+        table.add_row(
+            r.table,
+            *(str(getattr(r, c)) for c in COLUMNS),
+            detail[:200],
+            style=style,
+        )
+    console.print(table)
+
+
+def verify(
+    ctx: typer.Context,
+    tables: str | None = typer.Option(None, help="Comma-separated tables (default: all)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document, no table."),
+    fix: bool = typer.Option(
+        False, help="Re-emit differing rows through Kafka (origin 'fix') for the consumers."
+    ),
+    chunk_rows: int = typer.Option(5000, min=1, help="Rows per compared chunk."),
+    settle_seconds: float = typer.Option(
+        2.0, min=0, help="Wait before re-checking differences (rows in flight settle)."
+    ),
+) -> None:
+    """Compare every row of the source with the target, chunk by chunk, in key order."""
+    settings = settings_from(ctx)
+    try:
+        mapping = load_mapping(settings.mapping_path)
+        wanted = [t.strip() for t in tables.split(",")] if tables else None
+        chosen = [mapping.table(t) for t in wanted] if wanted else mapping.in_level_order()
+        query = source_query_for(settings)
+        engine = create_target_engine(settings.target_url.get_secret_value())
+    except D1cdcError as exc:
+        typer.echo(f"d1cdc: error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    console = Console(stderr=True)
+    quiet = as_json or not console.is_terminal
+    reports: list[TableReport] = []
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=quiet,
+    ) as progress:
+        for table in chosen:
+            task = progress.add_task(table.name, total=_count(query, table.name))
+            verifier = TableVerifier(
+                RowComparer(table),
+                SourceChunks(query, table),
+                TargetChunks(engine, table),
+                chunk_rows=chunk_rows,
+                settle_seconds=settle_seconds,
+                on_progress=functools.partial(progress.advance, task),
+            )
+            try:
+                reports.append(verifier.run())
+            except D1cdcError as exc:
+                reports.append(TableReport(table.name, error=str(exc)))
+    record_run(engine, reports)
+    emitted = _fix(settings, chosen, reports, query) if fix else 0
+    engine.dispose()
+    if as_json:
+        body = {
+            "clean": all(r.clean for r in reports),
+            "fix_events": emitted,
+            "tables": [r.as_dict() for r in reports],
+        }
+        json.dump(body, sys.stdout, default=str, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_table(reports, Console())
+        if fix:
+            typer.echo(f"fix: re-emitted {emitted} event(s) through Kafka (origin 'fix')")
+    if any(r.error for r in reports):
+        raise typer.Exit(2)
+    if not all(r.clean for r in reports):
+        raise typer.Exit(1)
+
+
+def _fix(
+    settings: Settings,
+    chosen: list[TableMapping],
+    reports: list[TableReport],
+    query: SourceQuery,
+) -> int:
+    from producers.emitter import ChangeEmitter
+
+    emitter = ChangeEmitter.from_settings(settings, origin="fix")
+    emitted = 0
+    by_name = {t.name: t for t in chosen}
+    for report in reports:
+        if not report.clean and report.error is None:
+            emitted += emit_fixes(report, SourceChunks(query, by_name[report.table]), emitter)
+    emitter.flush()
+    return emitted

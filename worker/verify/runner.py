@@ -1,0 +1,198 @@
+"""Verify one table: stream both sides in key order, chunk by chunk, then re-check the
+differences after a settle delay so rows that changed mid-run count as "in flight".
+
+Memory is bounded by the chunk size plus the (capped) list of differing keys.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.errors import ConversionError
+from worker.verify.diff import ChunkDiff, Key, Row, diff_chunks
+from worker.verify.normalize import RowComparer
+from worker.verify.readers import SourceChunks, TargetChunks
+
+SAMPLE_LIMIT = 5
+RECHECK_LIMIT = 10_000
+
+
+class Unconvertible(tuple[Any, ...]):
+    """A source row the consumer could not convert: never equal to any target row."""
+
+    reason: str
+
+
+def _unconvertible(reason: str) -> Row:
+    row = Unconvertible(("<unconvertible>",))
+    row.reason = reason
+    return row
+
+
+@dataclass
+class TableReport:
+    table: str
+    processed: int = 0
+    matching: int = 0
+    mismatched: int = 0
+    missing: int = 0
+    extra: int = 0
+    in_flight: int = 0
+    samples: dict[str, list[Any]] = field(default_factory=dict)
+    error: str | None = None
+    # Every differing key after the re-check (capped at RECHECK_LIMIT), for --fix.
+    missing_keys: list[Key] = field(default_factory=list, repr=False)
+    mismatched_keys: list[Key] = field(default_factory=list, repr=False)
+    extra_keys: list[Key] = field(default_factory=list, repr=False)
+
+    @property
+    def clean(self) -> bool:
+        return self.error is None and not (self.mismatched or self.missing or self.extra)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "table": self.table,
+            "processed": self.processed,
+            "matching": self.matching,
+            "mismatched": self.mismatched,
+            "missing_in_target": self.missing,
+            "extra_in_target": self.extra,
+            "in_flight": self.in_flight,
+            "samples": self.samples,
+            "error": self.error,
+        }
+
+
+class TableVerifier:
+    def __init__(
+        self,
+        comparer: RowComparer,
+        source: SourceChunks,
+        target: TargetChunks,
+        *,
+        chunk_rows: int = 5000,
+        settle_seconds: float = 2.0,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self.comparer = comparer
+        self.source = source
+        self.target = target
+        self.chunk_rows = chunk_rows
+        self.settle_seconds = settle_seconds
+        self.on_progress = on_progress or (lambda _n: None)
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _source_side(self, raw: list[dict[str, Any]]) -> list[tuple[Key, Row]]:
+        rows = []
+        for row in raw:
+            try:
+                normalized = self.comparer.from_source(row)
+                rows.append((self.comparer.key_of(normalized), normalized))
+            except ConversionError as exc:
+                key_dict = self.comparer.key_dict_of(row)
+                rows.append((tuple(key_dict.values()), _unconvertible(str(exc))))
+        rows.sort(key=lambda kr: kr[0])
+        return rows
+
+    def _target_side(self, raw: list[tuple[Any, ...]]) -> list[tuple[Key, Row]]:
+        rows = []
+        for values in raw:
+            normalized = self.comparer.normalize(values)
+            rows.append((self.comparer.key_of(normalized), normalized))
+        rows.sort(key=lambda kr: kr[0])
+        return rows
+
+    def _differing_columns(self, source: Row, target: Row) -> list[str]:
+        if isinstance(source, Unconvertible):
+            return [f"(source row not convertible: {source.reason})"]
+        return self.comparer.differing_columns(source, target)
+
+    # -- the pass --------------------------------------------------------------------------
+
+    def run(self) -> TableReport:
+        report = TableReport(self.comparer.table.name)
+        first_pass = ChunkDiff()
+        overflow = {"missing": 0, "extra": 0, "mismatched": 0}
+        last: Key | None = None
+        while True:
+            raw = self.source.after(last, self.chunk_rows)
+            source = self._source_side(raw)
+            exhausted = len(raw) < self.chunk_rows
+            high = None if exhausted else tuple(raw[-1][k] for k in self.comparer.table.primary_key)
+            low = None if last is None else last
+            target = self._target_side(
+                self.target.between(
+                    _target_bound(self.comparer, low), _target_bound(self.comparer, high)
+                )
+            )
+            chunk = diff_chunks(source, target, self._differing_columns)
+            _merge(first_pass, chunk, overflow)
+            report.processed += len(source) + len(chunk.extra)
+            self.on_progress(len(source))
+            if exhausted:
+                break
+            last = high
+        self._recheck(first_pass, report)
+        # Beyond the re-check cap, differences are reported as found, without a second look.
+        report.missing += overflow["missing"]
+        report.extra += overflow["extra"]
+        report.mismatched += overflow["mismatched"]
+        return report
+
+    def _recheck(self, first: ChunkDiff, report: TableReport) -> None:
+        """Differences seen once are read again after `settle_seconds`; those that changed
+        (or vanished) meanwhile were in flight, not errors."""
+        report.matching = first.matching
+        suspects = [*first.missing, *first.extra, *(k for k, _ in first.mismatched)]
+        if not suspects:
+            return
+        if self.settle_seconds > 0:
+            time.sleep(self.settle_seconds)
+        source = self._source_side(self.source.by_keys(suspects))
+        target = self._target_side(self.target.by_keys(suspects))
+        second = diff_chunks(source, target, self._differing_columns)
+        still = set(second.missing) | set(second.extra) | {k for k, _ in second.mismatched}
+        before = set(first.missing) | set(first.extra) | {k for k, _ in first.mismatched}
+        report.in_flight = len(before - still)
+        report.matching += report.in_flight
+        # Classify by the second look: it is the newer truth.
+        report.missing_keys = [k for k in second.missing if k in before]
+        report.extra_keys = [k for k in second.extra if k in before]
+        report.mismatched_keys = [k for k, _ in second.mismatched if k in before]
+        report.missing = len(report.missing_keys)
+        report.extra = len(report.extra_keys)
+        report.mismatched = len(report.mismatched_keys)
+        if report.missing:
+            report.samples["missing_in_target"] = [list(k) for k in report.missing_keys][
+                :SAMPLE_LIMIT
+            ]
+        if report.extra:
+            report.samples["extra_in_target"] = [list(k) for k in report.extra_keys][:SAMPLE_LIMIT]
+        if report.mismatched:
+            report.samples["mismatched"] = [
+                {"key": list(k), "columns": cols} for k, cols in second.mismatched if k in before
+            ][:SAMPLE_LIMIT]
+
+
+def _merge(total: ChunkDiff, chunk: ChunkDiff, overflow: dict[str, int]) -> None:
+    """Add a chunk's result; keys beyond RECHECK_LIMIT are only counted (memory bound)."""
+    total.matching += chunk.matching
+    for name in ("missing", "extra", "mismatched"):
+        room = RECHECK_LIMIT - len(total.missing) - len(total.extra) - len(total.mismatched)
+        found: list[Any] = getattr(chunk, name)
+        getattr(total, name).extend(found[: max(room, 0)])
+        overflow[name] += max(len(found) - max(room, 0), 0)
+
+
+def _target_bound(comparer: RowComparer, key: Key | None) -> Key | None:
+    """A source key in the target's representation (converted through the mapping)."""
+    if key is None:
+        return None
+    try:
+        return comparer.source_key(dict(zip(comparer.table.primary_key, key, strict=True)))
+    except ConversionError:
+        return key
