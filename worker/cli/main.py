@@ -11,6 +11,7 @@ from worker import __version__
 from worker.cli.context import GlobalOptions
 from worker.cli.doctor import doctor
 from worker.cli.health import health
+from worker.cli.status import status
 from worker.cli.verify import verify
 from worker.errors import D1cdcError
 from worker.logs import redact_text
@@ -30,6 +31,7 @@ app = typer.Typer(
 app.command()(doctor)
 app.command()(health)
 app.command()(verify)
+app.command()(status)
 
 
 def _version(value: bool) -> None:

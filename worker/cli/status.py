@@ -1,0 +1,104 @@
+"""`d1cdc status`: lag, watermarks, dead letters and the cut-over readiness verdict."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from worker.cli.context import settings_from
+from worker.db import create_target_engine
+from worker.schema.mapping import load_mapping
+from worker.status import Status, collect_status, readiness
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def render(status: Status, reasons: list[str], console: Console) -> None:
+    table = Table(title="d1cdc status")
+    for name in ("table", "events", "applied", "lag", "last applied (UTC)", "watermark"):
+        table.add_column(name, justify="left" if name in ("table", "watermark") else "right")
+    for t in status.tables:
+        table.add_row(
+            t.table,
+            str(t.end_offset),
+            str(t.committed),
+            str(t.lag),
+            _when(t.last_applied_ms),
+            t.watermark or "-",
+            style="yellow" if t.lag else None,
+        )
+    console.print(table)
+    console.print(f"dead letters pending: {status.dlq_pending}")
+    run = status.last_verify
+    console.print(
+        "last verify: "
+        + (
+            "none"
+            if run is None
+            else f"{run.finished_at:%Y-%m-%d %H:%M:%S} UTC, "
+            f"{'clean' if run.clean else f'{run.differences} difference(s)'}"
+        )
+    )
+    if reasons:
+        console.print("[bold red]NOT READY for cut-over:[/] " + "; ".join(reasons))
+    else:
+        console.print("[bold green]READY for cut-over[/]")
+
+
+def status(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+    verify_max_age_minutes: float = typer.Option(
+        60.0, min=0, help="A clean verify must be newer than this to be ready."
+    ),
+) -> None:
+    """Show replication status; exit 0 when ready for cut-over, 1 when not."""
+    settings = settings_from(ctx)
+    mapping = load_mapping(settings.mapping_path)
+    engine = create_target_engine(settings.target_url.get_secret_value(), pool_size=1)
+    try:
+        current = collect_status(settings, [t.name for t in mapping.in_level_order()], engine)
+    finally:
+        engine.dispose()
+    reasons = readiness(current, verify_max_age=timedelta(minutes=verify_max_age_minutes))
+    if as_json:
+        run = current.last_verify
+        body = {
+            "ready": not reasons,
+            "reasons": reasons,
+            "dlq_pending": current.dlq_pending,
+            "total_lag": current.total_lag,
+            "last_verify": None
+            if run is None
+            else {
+                "finished_at": run.finished_at.isoformat(),
+                "clean": run.clean,
+                "differences": run.differences,
+            },
+            "tables": [
+                {
+                    "table": t.table,
+                    "end_offset": t.end_offset,
+                    "committed": t.committed,
+                    "lag": t.lag,
+                    "last_applied_ms": t.last_applied_ms,
+                    "watermark": t.watermark,
+                }
+                for t in current.tables
+            ],
+        }
+        json.dump(body, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render(current, reasons, Console())
+    if reasons:
+        raise typer.Exit(1)

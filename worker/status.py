@@ -1,0 +1,152 @@
+"""Replication status and the cut-over readiness verdict.
+
+Per table: lag (topic end offsets minus the apply group's committed offsets), the source time
+of the last applied event (read back from the message just before the committed offset,
+so no extra state is kept), and the backfill watermark. Globally: dead letters not yet
+replayed, and the last verify run. `readiness` turns that into a verdict with reasons.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
+from sqlalchemy.engine import Engine
+
+from worker.config import Settings
+from worker.envelope import decode_event
+from worker.errors import EnvelopeError, ServiceError
+from worker.kafka import admin_client, consumer_config
+from worker.verify.record import VerifyRun, last_run
+
+WATERMARKS_TABLE = "_d1cdc_watermarks"
+DLQ_ACK_GROUP_SUFFIX = ".dlq"  # `dlq replay` commits what it re-submitted in this group
+
+
+@dataclass
+class TableStatus:
+    table: str
+    end_offset: int = 0
+    committed: int = 0
+    last_applied_ms: int | None = None
+    watermark: str | None = None
+
+    @property
+    def lag(self) -> int:
+        return max(self.end_offset - self.committed, 0)
+
+
+@dataclass
+class Status:
+    tables: list[TableStatus] = field(default_factory=list)
+    dlq_pending: int = 0
+    last_verify: VerifyRun | None = None
+
+    @property
+    def total_lag(self) -> int:
+        return sum(t.lag for t in self.tables)
+
+
+def _partitions(consumer: Consumer, topic: str) -> list[TopicPartition]:
+    meta = consumer.list_topics(topic, timeout=10).topics[topic]
+    return [TopicPartition(topic, p) for p in sorted(meta.partitions)]
+
+
+def _pending(consumer: Consumer, topic: str) -> tuple[int, int, list[TopicPartition]]:
+    """(end offsets, committed offsets) summed over the topic's partitions."""
+    parts = _partitions(consumer, topic)
+    committed = consumer.committed(parts, timeout=10)
+    end_total = done_total = 0
+    for tp in committed:
+        low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), 10)
+        end_total += high - low
+        done_total += (tp.offset - low) if tp.offset not in (OFFSET_INVALID, -1) else 0
+    return end_total, done_total, committed
+
+
+def _last_applied_ms(reader: Consumer, committed: list[TopicPartition]) -> int | None:
+    """Source time of the newest event before each committed offset (skipping tombstones)."""
+    newest: int | None = None
+    for tp in committed:
+        if tp.offset in (OFFSET_INVALID, -1) or tp.offset == 0:
+            continue
+        reader.assign([TopicPartition(tp.topic, tp.partition, max(tp.offset - 5, 0))])
+        for message in reader.consume(5, timeout=5):
+            if message.error() or (message.offset() or 0) >= tp.offset:
+                continue
+            try:
+                ts = decode_event(message.value()).ts_ms
+            except EnvelopeError:
+                continue
+            newest = ts if newest is None else max(newest, ts)
+    return newest
+
+
+def _watermarks(engine: Engine) -> dict[str, str]:
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(WATERMARKS_TABLE):
+            return {}
+        rows = conn.execute(sa.text(f"SELECT * FROM `{WATERMARKS_TABLE}`")).mappings()
+        return {str(r["table_name"]): _describe_watermark(r) for r in rows}
+
+
+def _describe_watermark(row: Any) -> str:
+    values = {k: v for k, v in row.items() if k != "table_name" and v is not None}
+    return ", ".join(f"{k}={v}" for k, v in values.items())
+
+
+def collect_status(settings: Settings, tables: list[str], engine: Engine) -> Status:
+    """Read everything `status` shows; raise ServiceError when Kafka cannot answer."""
+    prefix = settings.topic_prefix
+    group = consumer_config(settings.kafka_bootstrap, settings.group_id)
+    reader_cfg = consumer_config(settings.kafka_bootstrap, f"d1cdc-status-{uuid.uuid4().hex[:8]}")
+    apply_consumer, reader = Consumer(group), Consumer(reader_cfg)
+    dlq_consumer = Consumer(
+        consumer_config(settings.kafka_bootstrap, settings.group_id + DLQ_ACK_GROUP_SUFFIX)
+    )
+    status = Status()
+    try:
+        existing = set(admin_client(settings.kafka_bootstrap).list_topics(timeout=10).topics)
+        watermarks = _watermarks(engine)
+        for table in tables:
+            topic = f"{prefix}.{table}"
+            row = TableStatus(table, watermark=watermarks.get(table))
+            if topic in existing:
+                row.end_offset, row.committed, committed = _pending(apply_consumer, topic)
+                row.last_applied_ms = _last_applied_ms(reader, committed)
+            status.tables.append(row)
+        dlq = f"{prefix}._dlq"
+        if dlq in existing:
+            end, done, _ = _pending(dlq_consumer, dlq)
+            status.dlq_pending = end - done
+    except KafkaException as exc:
+        raise ServiceError(f"Kafka {settings.kafka_bootstrap}: {exc}") from None
+    finally:
+        for consumer in (apply_consumer, reader, dlq_consumer):
+            consumer.close()
+    status.last_verify = last_run(engine)
+    return status
+
+
+def readiness(status: Status, *, verify_max_age: timedelta) -> list[str]:
+    """Reasons the target is NOT ready for cut-over; an empty list means ready."""
+    reasons = []
+    if status.total_lag:
+        lagging = [f"{t.table}={t.lag}" for t in status.tables if t.lag]
+        reasons.append(f"consumer lag {status.total_lag} ({', '.join(lagging[:5])})")
+    if status.dlq_pending:
+        reasons.append(f"{status.dlq_pending} dead-lettered event(s) not replayed")
+    run = status.last_verify
+    now = datetime.now(UTC).replace(tzinfo=None)
+    if run is None:
+        reasons.append("no verify run recorded")
+    elif not run.clean:
+        reasons.append(f"last verify found {run.differences} difference(s)")
+    elif now - run.finished_at > verify_max_age:
+        minutes = (now - run.finished_at).total_seconds() / 60
+        reasons.append(f"last clean verify is {minutes:.0f} min old")
+    return reasons
