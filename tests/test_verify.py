@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from producers.sources.sqlite import SqliteSource
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.schema.convert import convert_row
 from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping, load_mapping
 from worker.verify.normalize import RowComparer
-from worker.verify.readers import SourceChunks, TargetChunks, sqlite_query
+from worker.verify.readers import SourceChunks, TargetChunks
 from worker.verify.runner import TableReport, TableVerifier
 
 pytestmark = pytest.mark.integration
@@ -86,7 +87,7 @@ def replicated(
     engine = create_target_engine(settings.target_url.get_secret_value())
     apply_mapping(engine, mapping)
     table = mapping.table("user")
-    rows = sqlite_query(source)("SELECT * FROM user", [])
+    rows = SqliteSource(source).query("SELECT * FROM user")
     with engine.begin() as conn:
         conn.execute(
             sa.table("user", *(sa.column(c) for c in table.column_names)).insert(),
@@ -99,7 +100,7 @@ def run_verify(settings: Settings, mapping: Mapping, engine: sa.Engine) -> Table
     table = mapping.table("user")
     return TableVerifier(
         RowComparer(table),
-        SourceChunks(sqlite_query(settings.source_path), table),
+        SourceChunks(SqliteSource(settings.source_path), table),
         TargetChunks(engine, table),
         chunk_rows=25,
         settle_seconds=0,

@@ -5,37 +5,32 @@ from __future__ import annotations
 import functools
 import json
 import sys
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from producers.sources import Source, open_source
+from producers.sources.base import quote_ident
 from worker.cli.context import settings_from
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.errors import D1cdcError
 from worker.schema.mapping import TableMapping, load_mapping
 from worker.verify.fix import emit_fixes
+from worker.verify.metrics_file import write_verify_metrics
 from worker.verify.normalize import RowComparer
-from worker.verify.readers import SourceChunks, SourceQuery, TargetChunks, sqlite_query
+from worker.verify.readers import SourceChunks, TargetChunks
 from worker.verify.record import record_run
 from worker.verify.runner import TableReport, TableVerifier
 
 COLUMNS = ("processed", "matching", "mismatched", "missing", "extra", "in_flight")
 
 
-def source_query_for(settings: Settings) -> SourceQuery:
-    """The source as a SQL-speaking callable (SQLite file or the D1 HTTP API)."""
-    if settings.source == "d1http":
-        from producers.sources.d1http import D1HttpSource
-
-        return D1HttpSource.from_settings(settings).query
-    return sqlite_query(settings.source_path)
-
-
-def _count(query: SourceQuery, table: str) -> int:
-    rows = query(f'SELECT count(*) AS n FROM "{table}"', [])
+def _count(source: Source, table: str) -> int:
+    rows = source.query(f"SELECT count(*) AS n FROM {quote_ident(table)}", [])
     return int(rows[0]["n"])
 
 
@@ -68,6 +63,9 @@ def verify(
     settle_seconds: float = typer.Option(
         2.0, min=0, help="Wait before re-checking differences (rows in flight settle)."
     ),
+    metrics_file: Path | None = typer.Option(
+        None, help="Also write the result as a Prometheus textfile (for the row-delta alert)."
+    ),
 ) -> None:
     """Compare every row of the source with the target, chunk by chunk, in key order."""
     settings = settings_from(ctx)
@@ -75,7 +73,7 @@ def verify(
         mapping = load_mapping(settings.mapping_path)
         wanted = [t.strip() for t in tables.split(",")] if tables else None
         chosen = [mapping.table(t) for t in wanted] if wanted else mapping.in_level_order()
-        query = source_query_for(settings)
+        source = open_source(settings)
         engine = create_target_engine(settings.target_url.get_secret_value())
     except D1cdcError as exc:
         typer.echo(f"d1cdc: error: {exc}", err=True)
@@ -92,10 +90,10 @@ def verify(
         disable=quiet,
     ) as progress:
         for table in chosen:
-            task = progress.add_task(table.name, total=_count(query, table.name))
+            task = progress.add_task(table.name, total=_count(source, table.name))
             verifier = TableVerifier(
                 RowComparer(table),
-                SourceChunks(query, table),
+                SourceChunks(source, table),
                 TargetChunks(engine, table),
                 chunk_rows=chunk_rows,
                 settle_seconds=settle_seconds,
@@ -106,7 +104,9 @@ def verify(
             except D1cdcError as exc:
                 reports.append(TableReport(table.name, error=str(exc)))
     record_run(engine, reports)
-    emitted = _fix(settings, chosen, reports, query) if fix else 0
+    if metrics_file is not None:
+        write_verify_metrics(metrics_file, reports)
+    emitted = _fix(settings, chosen, reports, source) if fix else 0
     engine.dispose()
     if as_json:
         body = {
@@ -130,7 +130,7 @@ def _fix(
     settings: Settings,
     chosen: list[TableMapping],
     reports: list[TableReport],
-    query: SourceQuery,
+    source: Source,
 ) -> int:
     from producers.emitter import ChangeEmitter
 
@@ -139,6 +139,6 @@ def _fix(
     by_name = {t.name: t for t in chosen}
     for report in reports:
         if not report.clean and report.error is None:
-            emitted += emit_fixes(report, SourceChunks(query, by_name[report.table]), emitter)
+            emitted += emit_fixes(report, SourceChunks(source, by_name[report.table]), emitter)
     emitter.flush()
     return emitted

@@ -1,74 +1,45 @@
 """Keyset chunk readers for both sides of verify. Never OFFSET: `WHERE key > last ORDER BY key`.
 
-The source side speaks SQLite SQL through any `SourceQuery` (a local SQLite file, or the
-D1 HTTP API, which allows at most 100 bound parameters per query); the target side is
+The source side speaks SQLite SQL through the producers' `Source` (a local SQLite file, or
+the D1 HTTP API, which allows at most 100 bound parameters per query); the target side is
 SQLAlchemy Core over the MySQL engine. Identifiers come only from the mapping.
 """
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from worker.errors import ServiceError
+from producers.sources.base import Row, Source, quote_ident, rows_by_keys
 from worker.schema.mapping import TableMapping
-
-SourceQuery = Callable[[str, Sequence[Any]], list[dict[str, Any]]]
-D1_MAX_PARAMS = 100
-
-
-def quote_sqlite(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def sqlite_query(path: Path) -> SourceQuery:
-    """A read-only `SourceQuery` over a local SQLite file (one connection, reused)."""
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise ServiceError(f"source file {path} cannot be opened: {exc}") from None
-    conn.row_factory = sqlite3.Row
-
-    def query(sql: str, params: Sequence[Any]) -> list[dict[str, Any]]:
-        return [dict(row) for row in conn.execute(sql, tuple(params))]
-
-    return query
 
 
 class SourceChunks:
     """Reads a source table in primary-key order, `limit` rows at a time."""
 
-    def __init__(self, query: SourceQuery, table: TableMapping) -> None:
-        self.query = query
+    def __init__(self, source: Source, table: TableMapping) -> None:
+        self.source = source
         self.table = table
-        cols = ", ".join(quote_sqlite(c) for c in table.column_names)
-        self._pk = ", ".join(quote_sqlite(k) for k in table.primary_key)
-        self._select = f"SELECT {cols} FROM {quote_sqlite(table.name)}"
+        cols = ", ".join(quote_ident(c) for c in table.column_names)
+        self._pk = ", ".join(quote_ident(k) for k in table.primary_key)
+        self._select = f"SELECT {cols} FROM {quote_ident(table.name)}"
 
-    def after(self, last_key: Sequence[Any] | None, limit: int) -> list[dict[str, Any]]:
+    def after(self, last_key: Sequence[Any] | None, limit: int) -> list[Row]:
         if last_key is None:
-            return self.query(f"{self._select} ORDER BY {self._pk} LIMIT ?", [limit])
+            return self.source.query(f"{self._select} ORDER BY {self._pk} LIMIT ?", [limit])
         marks = ", ".join("?" for _ in last_key)
-        return self.query(
+        return self.source.query(
             f"{self._select} WHERE ({self._pk}) > ({marks}) ORDER BY {self._pk} LIMIT ?",
             [*last_key, limit],
         )
 
-    def by_keys(self, keys: Sequence[Sequence[Any]]) -> list[dict[str, Any]]:
-        width = len(self.table.primary_key)
-        per_query = max(1, D1_MAX_PARAMS // width)
-        rows: list[dict[str, Any]] = []
-        for start in range(0, len(keys), per_query):
-            batch = keys[start : start + per_query]
-            tuples = ", ".join("(" + ", ".join("?" for _ in range(width)) + ")" for _ in batch)
-            where = f"({self._pk}) IN (VALUES {tuples})"
-            rows += self.query(f"{self._select} WHERE {where}", [v for k in batch for v in k])
-        return rows
+    def by_keys(self, keys: Sequence[Sequence[Any]]) -> list[Row]:
+        return rows_by_keys(
+            self.source, self.table.name, self.table.primary_key, [tuple(k) for k in keys]
+        )
 
 
 class TargetChunks:
