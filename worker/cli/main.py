@@ -8,10 +8,15 @@ from pathlib import Path
 import typer
 
 from worker import __version__
+from worker.cli.backfill import backfill
+from worker.cli.consume import consume
 from worker.cli.context import GlobalOptions
+from worker.cli.dlq import dlq_app
 from worker.cli.doctor import doctor
 from worker.cli.health import health
+from worker.cli.schema import schema_app
 from worker.cli.status import status
+from worker.cli.topics import topics_app
 from worker.cli.verify import verify
 from worker.errors import D1cdcError
 from worker.logs import redact_text
@@ -32,6 +37,11 @@ app.command()(doctor)
 app.command()(health)
 app.command()(verify)
 app.command()(status)
+app.command()(consume)
+app.command()(backfill)
+app.add_typer(topics_app, name="topics")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(schema_app, name="schema")
 
 
 def _version(value: bool) -> None:

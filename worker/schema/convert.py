@@ -27,6 +27,7 @@ from collections.abc import Callable
 from collections.abc import Mapping as MappingABC
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
 
 from worker.errors import ConversionError
@@ -42,9 +43,13 @@ DATETIME_MAX = datetime(9999, 12, 31, 23, 59, 59, 999000)
 _MAX_SECONDS = int((DATETIME_MAX - _EPOCH).total_seconds())
 _MIN_SECONDS = int((DATETIME_MIN - _EPOCH).total_seconds())
 
-_DIGITS = re.compile(r"^[+-]?\d+$")
-_SQLITE_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d{1,9})?$")
-_ISO_PREFIX = re.compile(r"^\d{4}-\d{2}-\d{2}")
+# ASCII digits only, matched in full: `\d` would accept other scripts' digits (which int()
+# converts) and `$` would accept a trailing newline.
+_DIGITS = re.compile(r"[+-]?[0-9]+")
+_SQLITE_DATETIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+)
+_ISO_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class _Unfit(Exception):
@@ -62,7 +67,7 @@ def _integer_of(value: Any) -> int:
             raise _Unfit("a number with a fractional part (or inf/nan) is not an integer")
         return int(value)
     if isinstance(value, str):
-        if _DIGITS.match(value):
+        if _DIGITS.fullmatch(value):
             return int(value)
         raise _Unfit("text that is not a decimal integer")
     raise _Unfit("expected an integer")
@@ -99,7 +104,7 @@ def _ms_from_number(value: Any, per_second: int) -> int:
     """Milliseconds since the epoch from a number of units (`per_second` units per s)."""
     if isinstance(value, bool):
         raise _Unfit("a boolean is not a timestamp")
-    if isinstance(value, int) or (isinstance(value, str) and _DIGITS.match(value)):
+    if isinstance(value, int) or (isinstance(value, str) and _DIGITS.fullmatch(value)):
         return (int(value) * 1000) // per_second
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -133,7 +138,7 @@ def _parse_datetime_text(value: str) -> datetime:
 
 
 def _timestamp_s(value: Any) -> datetime:
-    if isinstance(value, str) and _SQLITE_DATETIME.match(value):
+    if isinstance(value, str) and _SQLITE_DATETIME.fullmatch(value):
         return _parse_datetime_text(value)
     ms = _ms_from_number(value, per_second=1)
     seconds = ms // 1000
@@ -146,7 +151,7 @@ def _timestamp_s(value: Any) -> datetime:
 
 
 def _timestamp_ms(value: Any) -> datetime:
-    if isinstance(value, str) and _SQLITE_DATETIME.match(value):
+    if isinstance(value, str) and _SQLITE_DATETIME.fullmatch(value):
         return _parse_datetime_text(value)
     return _datetime_from_ms(_ms_from_number(value, per_second=1000))
 
@@ -237,6 +242,7 @@ _SIMPLE: dict[str, Callable[[Any], Any]] = {
 }
 
 
+@cache  # LogicalType is frozen and there are few distinct ones: build each converter once
 def converter_for(logical: LogicalType) -> Callable[[Any], Any]:
     """The function turning a non-NULL source value into a value of `logical` type."""
     if logical.kind == "string":
