@@ -25,7 +25,10 @@ from worker.demo.catalog import DEMO_TABLES
 from worker.demo.model import DemoColumn, DemoTable
 from worker.demo.values import cuid_like
 
-LATE_COMMIT_S = 3  # how far in the past a "late" write's updatedAt may lie
+# How far in the past a "late" write's updatedAt may lie. Per row it never goes backwards
+# (`max(updatedAt, ?)`): writes to one row are serialised by the database, and the version
+# guard orders a row's writes by (updatedAt, updateCounter) — see README, "Versions".
+LATE_COMMIT_S = 3
 
 
 class Emitter(Protocol):
@@ -139,7 +142,8 @@ class DemoApp:
         try:
             self.conn.execute(
                 f"UPDATE {quote_ident(table.name)} SET {quote_ident(column.name)} = ?, "
-                '"updatedAt" = ?, "updateCounter" = coalesce("updateCounter", 0) + 1 '
+                '"updatedAt" = max("updatedAt", ?), '
+                '"updateCounter" = coalesce("updateCounter", 0) + 1 '
                 "WHERE id = ?",
                 (self._value(table, column), self._now(), row_id),
             )

@@ -78,6 +78,7 @@ def configure_logging(log_format: str = "auto", level: str = "info") -> None:
     root.setLevel(level.upper())
     # SQLAlchemy's engine log is per-statement; only warnings unless debugging.
     logging.getLogger("sqlalchemy").setLevel("INFO" if level == "debug" else "WARNING")
+    logging.getLogger("httpx").setLevel("INFO" if level == "debug" else "WARNING")
 
 
 def _noop(

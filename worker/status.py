@@ -14,8 +14,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 from sqlalchemy.engine import Engine
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
 from worker.config import Settings
 from worker.envelope import decode_event
@@ -24,7 +25,14 @@ from worker.kafka import admin_client, consumer_config
 from worker.verify.record import VerifyRun, last_run
 
 WATERMARKS_TABLE = "_d1cdc_watermarks"
-DLQ_ACK_GROUP_SUFFIX = ".dlq"  # `dlq replay` commits what it re-submitted in this group
+_SETTLING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+    KafkaError._TIMED_OUT,
+}
+DLQ_ACK_GROUP_SUFFIX = ".dlq"
+LOOK_BACK_MESSAGES = 3  # read back this many messages per partition for "last applied"
 
 
 @dataclass
@@ -56,6 +64,15 @@ def _partitions(consumer: Consumer, topic: str) -> list[TopicPartition]:
     return [TopicPartition(topic, p) for p in sorted(meta.partitions)]
 
 
+def _retriable(exc: BaseException) -> bool:
+    """A fresh topic has no partition leader for a moment; that is not an outage."""
+    if not isinstance(exc, KafkaException):
+        return False
+    error = exc.args[0]
+    return bool(error.retriable()) or error.code() in _SETTLING
+
+
+@retry(retry=retry_if_exception(_retriable), stop=stop_after_delay(15), wait=wait_fixed(0.5))
 def _pending(consumer: Consumer, topic: str) -> tuple[int, int, list[TopicPartition]]:
     """(end offsets, committed offsets) summed over the topic's partitions."""
     parts = _partitions(consumer, topic)
@@ -69,19 +86,22 @@ def _pending(consumer: Consumer, topic: str) -> tuple[int, int, list[TopicPartit
 
 
 def _last_applied_ms(reader: Consumer, committed: list[TopicPartition]) -> int | None:
-    """Source time of the newest event before each committed offset (skipping tombstones)."""
+    """Source time of the newest event among the few before each committed offset."""
     newest: int | None = None
     for tp in committed:
         if tp.offset in (OFFSET_INVALID, -1) or tp.offset == 0:
             continue
-        reader.assign([TopicPartition(tp.topic, tp.partition, max(tp.offset - 5, 0))])
-        for message in reader.consume(5, timeout=5):
+        start = max(tp.offset - LOOK_BACK_MESSAGES, 0)
+        reader.assign([TopicPartition(tp.topic, tp.partition, start)])
+        # Exactly the messages that exist below the committed offset: consume returns as
+        # soon as it has them (compaction may leave fewer; then the short timeout ends it).
+        for message in reader.consume(tp.offset - start, timeout=1.0):
             if message.error() or (message.offset() or 0) >= tp.offset:
                 continue
             try:
                 ts = decode_event(message.value()).ts_ms
             except EnvelopeError:
-                continue
+                continue  # a tombstone
             newest = ts if newest is None else max(newest, ts)
     return newest
 
@@ -99,8 +119,13 @@ def _describe_watermark(row: Any) -> str:
     return ", ".join(f"{k}={v}" for k, v in values.items())
 
 
-def collect_status(settings: Settings, tables: list[str], engine: Engine) -> Status:
-    """Read everything `status` shows; raise ServiceError when Kafka cannot answer."""
+def collect_status(
+    settings: Settings, tables: list[str], engine: Engine, *, last_applied: bool = True
+) -> Status:
+    """Read everything `status` shows; raise ServiceError when Kafka cannot answer.
+
+    `last_applied=False` skips reading messages back (cheap enough to poll every second).
+    """
     prefix = settings.topic_prefix
     group = consumer_config(settings.kafka_bootstrap, settings.group_id)
     reader_cfg = consumer_config(settings.kafka_bootstrap, f"d1cdc-status-{uuid.uuid4().hex[:8]}")
@@ -117,7 +142,8 @@ def collect_status(settings: Settings, tables: list[str], engine: Engine) -> Sta
             row = TableStatus(table, watermark=watermarks.get(table))
             if topic in existing:
                 row.end_offset, row.committed, committed = _pending(apply_consumer, topic)
-                row.last_applied_ms = _last_applied_ms(reader, committed)
+                if last_applied:
+                    row.last_applied_ms = _last_applied_ms(reader, committed)
             status.tables.append(row)
         dlq = f"{prefix}._dlq"
         if dlq in existing:

@@ -11,10 +11,12 @@ from worker import __version__
 from worker.cli.backfill import backfill
 from worker.cli.consume import consume
 from worker.cli.context import GlobalOptions
+from worker.cli.demo import demo
 from worker.cli.dlq import dlq_app
 from worker.cli.doctor import doctor
 from worker.cli.health import health
 from worker.cli.schema import schema_app
+from worker.cli.rebuild import rebuild
 from worker.cli.status import status
 from worker.cli.topics import topics_app
 from worker.cli.verify import verify
@@ -39,9 +41,11 @@ app.command()(verify)
 app.command()(status)
 app.command()(consume)
 app.command()(backfill)
+app.command()(rebuild)
 app.add_typer(topics_app, name="topics")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(schema_app, name="schema")
+app.command()(demo)
 
 
 def _version(value: bool) -> None:
