@@ -226,11 +226,13 @@ def demo(
     rate: float = typer.Option(40.0, min=1, help="Live writes per second."),
     workdir: Path = typer.Option(Path("demo"), help="Where the demo database and logs go."),
     seed: int = typer.Option(0, help="Seed of the demo database."),
+    database: str = typer.Option(
+        "d1cdc_demo", help="Target database, dropped and re-created on the target's server."
+    ),
 ) -> None:
     """Run the whole pipeline on the demo D1 database and verify it: exit 0 = 0 differences."""
     base = settings_from(ctx)
-    run_id = time.strftime("demo%Y%m%d%H%M%S")
-    database = "d1cdc_demo"
+    run_id = time.strftime("demo%Y%m%d%H%M%S") + f"-{os.getpid()}"
     target = sa.engine.make_url(base.target_url.get_secret_value()).set(database=database)
     engine = create_target_engine(base.target_url.get_secret_value(), pool_size=1)
     with engine.begin() as conn:
