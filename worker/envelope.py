@@ -24,6 +24,8 @@ ENVELOPE_VERSION = 1
 Op = Literal["upsert", "delete"]
 OPS: frozenset[str] = frozenset({"upsert", "delete"})
 MAX_SAFE_INTEGER = 2**53 - 1
+# JSON scalars pass through `from_wire` unchanged; skipping the call is the decode hot path.
+_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 _FIELDS = frozenset({"v", "table", "op", "key", "row", "ts_ms", "event_id", "origin"})
 
 
@@ -83,7 +85,19 @@ def from_wire(value: Any) -> Any:
 
 
 def canonical_json(obj: Mapping[str, Any]) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    # allow_nan=False: NaN/Infinity are not JSON (JSON.stringify writes null); refuse them.
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise EnvelopeError(f"{name} is not valid JSON")
+
+
+# One decoder for every event: `json.loads(..., parse_constant=…)` would build a new
+# JSONDecoder per call, a fifth of the decode time (measured).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def encode_key(key: Mapping[str, Any]) -> bytes:
@@ -102,7 +116,10 @@ def encode_event(event: ChangeEvent) -> tuple[bytes, bytes]:
         "event_id": event.event_id,
         "origin": event.origin,
     }
-    return encode_key(event.key), canonical_json(body).encode("utf-8")
+    try:
+        return encode_key(event.key), canonical_json(body).encode("utf-8")
+    except ValueError as exc:  # NaN/Infinity, or a value json cannot represent
+        raise EnvelopeError(f"table {event.table!r}: event cannot be encoded: {exc}") from None
 
 
 def decode_event(value: bytes | None) -> ChangeEvent:
@@ -110,8 +127,8 @@ def decode_event(value: bytes | None) -> ChangeEvent:
     if value is None:
         raise EnvelopeError("null message value (a tombstone) is not an event")
     try:
-        body = json.loads(value)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = _DECODER.decode(value.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise EnvelopeError(f"not UTF-8 JSON: {exc}") from None
     if not isinstance(body, dict):
         raise EnvelopeError(f"envelope is a JSON {type(body).__name__}, not an object")
@@ -121,7 +138,7 @@ def decode_event(value: bytes | None) -> ChangeEvent:
     extra = body.keys() - _FIELDS
     if extra:
         raise EnvelopeError(f"unknown field(s): {', '.join(sorted(extra))}")
-    if body["v"] != ENVELOPE_VERSION or isinstance(body["v"], bool):
+    if type(body["v"]) is not int or body["v"] != ENVELOPE_VERSION:  # not True, not 1.0
         raise EnvelopeError(f"unsupported envelope version {body['v']!r}")
     table, op, key, row = body["table"], body["op"], body["key"], body["row"]
     if not isinstance(table, str) or not table:
@@ -142,8 +159,12 @@ def decode_event(value: bytes | None) -> ChangeEvent:
     origin = body.get("origin", "app")
     if not isinstance(origin, str):
         raise EnvelopeError("origin must be a string")
-    decoded_key = {k: from_wire(v) for k, v in key.items()}
-    decoded_row = None if row is None else {k: from_wire(v) for k, v in row.items()}
+    decoded_key = {k: v if type(v) in _PLAIN else from_wire(v) for k, v in key.items()}
+    decoded_row = (
+        None
+        if row is None
+        else {k: v if type(v) in _PLAIN else from_wire(v) for k, v in row.items()}
+    )
     if decoded_row is not None:
         for k, v in decoded_key.items():
             if k in decoded_row and decoded_row[k] != v:

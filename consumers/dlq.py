@@ -1,0 +1,194 @@
+"""The dead-letter topic `{prefix}._dlq`: write refused events, list them, replay them.
+
+A dead letter is the original message, byte for byte (key and value), plus headers saying
+why and where from. It is produced by the idempotent producer and flushed — every delivery
+acknowledged — before the consumer commits the offsets of its batch (DESIGN.md P4), so an
+event is never both uncommitted-nowhere and lost. Replay re-produces the original to its
+original topic; the apply path is idempotent (P1), so replaying twice is harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+
+from consumers.change import DeadLetter
+from worker.errors import ServiceError
+from worker.kafka import consumer_config, producer_config
+from worker.logs import get_logger
+from worker.metrics import DEAD_LETTERS
+
+log = get_logger(__name__)
+
+REASON, TOPIC, PARTITION, OFFSET, TIMESTAMP = (
+    "d1cdc.reason",
+    "d1cdc.topic",
+    "d1cdc.partition",
+    "d1cdc.offset",
+    "d1cdc.timestamp",
+)
+_MAX_REASON = 2000  # header size is bounded; the reason names table/column/key first
+
+
+def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    src = letter.source
+    return [
+        (REASON, letter.reason[:_MAX_REASON].encode("utf-8")),
+        (TOPIC, src.topic.encode("utf-8")),
+        (PARTITION, str(src.partition).encode("ascii")),
+        (OFFSET, str(src.offset).encode("ascii")),
+        (TIMESTAMP, str(src.timestamp_ms).encode("ascii")),
+    ]
+
+
+class DeadLetterProducer:
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 5}))
+        self._failures: list[str] = []
+
+    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            self._failures.append(str(err))
+
+    def send(self, letters: Iterable[DeadLetter]) -> None:
+        for letter in letters:
+            src = letter.source
+            log.warning(
+                "dead-lettered event",
+                topic=src.topic,
+                partition=src.partition,
+                offset=src.offset,
+                reason=letter.reason,
+            )
+            self._produce(src.key, src.value, dead_letter_headers(letter))
+            DEAD_LETTERS.inc()
+
+    def _produce(self, key: bytes | None, value: bytes | None, headers: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic, key=key, value=value, headers=headers, on_delivery=self._delivered
+                )
+                return
+            except BufferError:  # queue full: serve deliveries, never drop
+                self._producer.poll(0.5)
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait for every dead letter to be acknowledged; raise `ServiceError` otherwise."""
+        remaining = self._producer.flush(timeout_s)
+        if remaining or self._failures:
+            failures, self._failures = self._failures, []
+            raise ServiceError(
+                f"dead-letter topic {self.topic}: {remaining} unacknowledged, "
+                f"failed: {'; '.join(failures[:3]) or 'timeout'}"
+            )
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """One entry of the dead-letter topic, as `dlq list` shows it."""
+
+    dlq_partition: int
+    dlq_offset: int
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    reason: str
+    key: bytes | None
+    value: bytes | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "dlq_partition": self.dlq_partition,
+            "dlq_offset": self.dlq_offset,
+            "topic": self.topic,
+            "partition": self.partition,
+            "offset": self.offset,
+            "timestamp_ms": self.timestamp_ms,
+            "reason": self.reason,
+            "key": _text(self.key),
+            "value": _text(self.value),
+        }
+
+
+def _text(raw: bytes | None) -> str | None:
+    return None if raw is None else raw.decode("utf-8", errors="replace")
+
+
+def _record(msg: Message) -> DeadLetterRecord:
+    headers: dict[str, str] = {}
+    for header in msg.headers() or []:
+        name, raw = header[0], header[1]
+        if isinstance(raw, bytes):
+            headers[name] = raw.decode("utf-8", errors="replace")
+    return DeadLetterRecord(
+        dlq_partition=msg.partition() or 0,
+        dlq_offset=msg.offset() or 0,
+        topic=headers.get(TOPIC, "?"),
+        partition=int(headers.get(PARTITION, "-1")),
+        offset=int(headers.get(OFFSET, "-1")),
+        timestamp_ms=int(headers.get(TIMESTAMP, "0")),
+        reason=headers.get(REASON, "?"),
+        key=msg.key(),
+        value=msg.value(),
+    )
+
+
+def read_dead_letters(
+    bootstrap: str, topic: str, timeout_s: float = 30.0
+) -> list[DeadLetterRecord]:
+    """Every entry of the dead-letter topic up to its current end (no group offsets used)."""
+    consumer = Consumer(consumer_config(bootstrap, f"d1cdc-dlq-reader-{uuid.uuid4().hex[:8]}"))
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return []  # no dead letter was ever written
+        ends: dict[int, int] = {}
+        starts: list[TopicPartition] = []
+        for partition in meta.partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=timeout_s
+            )
+            if high > low:
+                ends[partition] = high
+                starts.append(TopicPartition(topic, partition, low))
+        consumer.assign(starts)
+        records: list[DeadLetterRecord] = []
+        while ends:
+            msg = consumer.poll(timeout_s)
+            if msg is None:
+                raise ServiceError(f"timed out reading dead-letter topic {topic}")
+            if msg.error():
+                raise ServiceError(f"reading dead-letter topic {topic}: {msg.error()}")
+            record = _record(msg)
+            records.append(record)
+            if record.dlq_offset + 1 >= ends.get(record.dlq_partition, 0):
+                ends.pop(record.dlq_partition, None)
+        return sorted(records, key=lambda r: (r.dlq_partition, r.dlq_offset))
+    finally:
+        consumer.close()
+
+
+def replay_dead_letters(bootstrap: str, records: Iterable[DeadLetterRecord]) -> int:
+    """Re-produce each record's original key/value to its original topic; returns the count."""
+    producer = Producer(producer_config(bootstrap))
+    failures: list[str] = []
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failures.append(str(err))
+
+    count = 0
+    for record in records:
+        producer.produce(record.topic, key=record.key, value=record.value, on_delivery=delivered)
+        producer.poll(0)
+        count += 1
+    if producer.flush(30) or failures:
+        raise ServiceError(f"replay: {len(failures)} event(s) not acknowledged: {failures[:3]}")
+    return count

@@ -1,0 +1,298 @@
+"""The consume loop: batch → decode → coalesce → apply → dead-letter → commit, forever.
+
+Order per batch (DESIGN.md "Kafka facts", quix-streams' checkpoint): MySQL transaction(s)
+commit, then dead letters are produced and acknowledged, then the batch's offsets are
+committed synchronously. A failure anywhere before the commit leaves the offsets where
+they were: the batch is delivered again and P1/P2 make that harmless (P5).
+
+A batch is processed completely between two `consume()` calls, and rebalance callbacks
+only run inside `consume()`: when partitions are revoked there is never a half-applied
+batch to flush, so `on_revoke` has nothing to commit, and `on_lost` nothing to drop.
+
+When MySQL stays unavailable beyond the in-process retries, the loop pauses its
+partitions, seeks back to the failed batch's first offsets and keeps polling (so the group
+keeps it), probing MySQL every few seconds; it resumes when the probe succeeds.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from types import FrameType
+
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from sqlalchemy.engine import Engine
+
+from consumers.backpressure import Backpressure
+from consumers.change import Change, Source
+from consumers.coalesce import coalesce_batch
+from consumers.decode import decode_batch
+from consumers.dlq import DeadLetterProducer
+from consumers.progress import commit_offsets, partition_lags, sources_of
+from consumers.sink import ApplyResult, MySQLSink
+from consumers.tombstones import prune_tombstones
+from producers.topics import dlq_topic, ensure_topics, topic_for
+from worker import metrics
+from worker.config import Settings
+from worker.db import create_target_engine, ping
+from worker.errors import ServiceError
+from worker.kafka import admin_client, consumer_config
+from worker.logs import get_logger
+from worker.schema.mapping import Mapping
+
+log = get_logger(__name__)
+
+POLL_TIMEOUT_S = 0.1  # also the longest a message waits for its batch to fill
+LAG_CHECK_EVERY_S = 5.0
+# librdkafka prefetches up to 64 MB by default; a few batches ahead is all a batch-at-a-time
+# loop can use, and under a large backlog the difference is resident memory (measured:
+# ~40 MB less at 100k queued events). Callers' overrides win.
+CONSUMER_DEFAULTS: dict[str, object] = {"queued.max.messages.kbytes": 16384}
+PRUNE_EVERY_S = 3600.0
+
+
+@dataclass
+class LoopOutcome:
+    batches: int = 0
+    messages: int = 0
+    dead_letters: int = 0
+    caught_up: bool = False
+
+
+class ConsumeLoop:
+    def __init__(
+        self,
+        settings: Settings,
+        mapping: Mapping,
+        *,
+        tables: Sequence[str] | None = None,
+        engine: Engine | None = None,
+        health: metrics.Health | None = None,
+        consumer_overrides: dict[str, object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.mapping = mapping
+        self.tables = list(tables) if tables else None
+        self.engine = engine or create_target_engine(settings.target_url.get_secret_value())
+        self.health = health or metrics.Health()
+        self.consumer_overrides = {**CONSUMER_DEFAULTS, **(consumer_overrides or {})}
+        self.sink = MySQLSink(
+            self.engine,
+            mapping,
+            rows_per_statement=settings.rows_per_statement,
+            rows_per_transaction=settings.rows_per_transaction,
+        )
+        self._stop = threading.Event()
+        self.backpressure = Backpressure(self.engine, self.health)
+        self.outcome = LoopOutcome()
+
+    # -- public ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch, commit, leave the group and return."""
+        self._stop.set()
+
+    def run(self, *, until_caught_up: bool = False, timeout_s: float | None = None) -> LoopOutcome:
+        """Consume until stopped (or caught up); raise `ServiceError` when `timeout_s` passes."""
+        prefix = self.settings.topic_prefix
+        ensure_topics(
+            admin_client(self.settings.kafka_bootstrap),
+            prefix,
+            [],
+            self.settings.topic_partitions,
+            self.settings.topic_replication,
+        )
+        dlq = DeadLetterProducer(self.settings.kafka_bootstrap, dlq_topic(prefix))
+        consumer = Consumer(
+            consumer_config(
+                self.settings.kafka_bootstrap, self.settings.group_id, **self.consumer_overrides
+            )
+        )
+        subscription = (
+            [topic_for(prefix, t) for t in self.tables]
+            if self.tables
+            else [f"^{prefix}\\.[^_].*"]  # every table topic; not `{prefix}._dlq`
+        )
+        consumer.subscribe(
+            subscription,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        restore = self._install_signal_handlers()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            self._check_mysql()
+            self._prune()
+            self._loop(consumer, dlq, until_caught_up, deadline)
+        finally:
+            restore()
+            consumer.close()  # leaves the group: partitions move on at once
+            metrics.PAUSED.set(0)
+        return self.outcome
+
+    # -- the loop -------------------------------------------------------------------------
+    def _loop(
+        self,
+        consumer: Consumer,
+        dlq: DeadLetterProducer,
+        until_caught_up: bool,
+        deadline: float | None,
+    ) -> None:
+        next_lag_check = 0.0
+        next_prune = time.monotonic() + PRUNE_EVERY_S
+        while not self._stop.is_set():
+            messages = consumer.consume(
+                num_messages=self.settings.batch_size, timeout=POLL_TIMEOUT_S
+            )
+            self.health.polled()
+            if self.backpressure.active:
+                self.backpressure.hold_back(consumer, sources_of(messages))
+                self.backpressure.probe_and_resume(consumer)
+            elif messages:
+                self._process(consumer, dlq, messages)
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                if not until_caught_up:
+                    return  # a bounded run: stop like on SIGTERM
+                raise ServiceError(
+                    f"not caught up within the timeout ({self.outcome.messages} messages applied)"
+                )
+            if not self.backpressure.active and (
+                (until_caught_up and not messages) or now >= next_lag_check
+            ):
+                next_lag_check = now + LAG_CHECK_EVERY_S
+                lags = partition_lags(consumer)
+                if until_caught_up and lags is not None and not any(lags.values()):
+                    self.outcome.caught_up = True
+                    log.info("caught up", partitions=len(lags), messages=self.outcome.messages)
+                    return
+            if now >= next_prune:
+                next_prune = now + PRUNE_EVERY_S
+                self._prune()
+
+    def _process(
+        self, consumer: Consumer, dlq: DeadLetterProducer, messages: list[Message]
+    ) -> None:
+        sources = sources_of(messages)
+        if not sources:
+            return
+        metrics.BATCH_SIZE.observe(len(sources))
+        decoded = decode_batch(sources, self.mapping)
+        started = time.monotonic()
+        try:
+            result = self.sink.apply(coalesce_batch(decoded.changes))
+            self.health.mysql_ok = True
+            dead = decoded.dead + result.dead
+            dlq.send(dead)
+            dlq.flush()
+        except ServiceError as exc:
+            self.backpressure.pause(consumer, sources, str(exc))
+            return
+        metrics.APPLY_SECONDS.observe(time.monotonic() - started)
+        offsets = self._commit(consumer, sources)
+        self._record(result, decoded.changes, len(dead), len(sources))
+        log.debug("batch applied", messages=len(sources), dead_letters=len(dead), offsets=offsets)
+
+    def _commit(self, consumer: Consumer, sources: list[Source]) -> dict[str, int]:
+        """Commit synchronously; returns {"topic[partition]": next offset} for the log."""
+        offsets = commit_offsets(sources)
+        described = {f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets}
+        try:
+            committed = consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            # Typically a rebalance took the partitions: the new owner re-applies the batch,
+            # which P1/P2 make harmless. Nothing is lost; keep going.
+            log.warning("offset commit failed", error=str(exc), offsets=described)
+            return described
+        for tp in committed or []:
+            if tp.error is not None:
+                log.warning(
+                    "offset commit failed for a partition",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=tp.offset,
+                    error=str(tp.error),
+                )
+        return described
+
+    def _record(self, result: ApplyResult, changes: list[Change], dead: int, size: int) -> None:
+        for (table, op), count in result.applied.items():
+            if count:
+                metrics.EVENTS_APPLIED.labels(table, op).inc(count)
+        for table, count in result.stale.items():
+            if count:
+                metrics.EVENTS_STALE.labels(table).inc(count)
+        newest = max((c.ts_ms for c in changes), default=0)
+        if newest:
+            metrics.END_TO_END_LAG.set(max(0.0, time.time() - newest / 1000))
+        self.outcome.batches += 1
+        self.outcome.messages += size
+        self.outcome.dead_letters += dead
+
+    # -- rebalance and signals ------------------------------------------------------------
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info(
+            "partitions assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions]
+        )
+        self.health.assigned = True
+        if self.backpressure.active and partitions:
+            consumer.pause(partitions)  # still waiting for MySQL
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Nothing in flight here (see module docstring); forget rewinds of partitions we lose.
+        log.info("partitions revoked", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
+        self.backpressure.forget(partitions)
+        self.health.assigned = bool(set(consumer.assignment()) - set(partitions))
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("partitions lost", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
+        self._on_revoke(consumer, partitions)
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            log.info("signal received; finishing the current batch", signal=signum)
+            self.stop()
+
+        for sig in previous:
+            signal.signal(sig, handler)
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+    def _check_mysql(self) -> None:
+        """Readiness from the start; an unreachable target is handled by the first batch."""
+        try:
+            ping(self.engine)
+            self.health.mysql_ok = True
+        except ServiceError as exc:
+            log.warning("MySQL target unreachable at start", error=str(exc))
+
+    def _prune(self) -> None:
+        try:
+            pruned = prune_tombstones(self.engine, self.settings.tombstone_retention_hours)
+        except Exception as exc:  # the side table may not exist yet, MySQL may be down
+            log.debug("tombstone prune skipped", error=str(exc))
+            return
+        if pruned:
+            log.info("tombstones pruned", count=pruned)
+
+
+def run_until_caught_up(
+    settings: Settings, mapping: Mapping, timeout_s: float = 300.0, **kwargs: object
+) -> LoopOutcome:
+    """Consume every table topic until lag is 0, then leave the group (backfill, rebuild, tests)."""
+    loop = ConsumeLoop(settings, mapping, **kwargs)  # type: ignore[arg-type]
+    try:
+        return loop.run(until_caught_up=True, timeout_s=timeout_s)
+    finally:
+        loop.engine.dispose()

@@ -1,0 +1,75 @@
+"""Row versions as byte strings that sort the way the versions compare. Pure.
+
+A row's version is the tuple of its version columns (`updated_at`, then `update_counter`,
+…) or, for a table without any, the event's `ts_ms`. Deletes without a before-image carry
+no version of the row at all (`None`). Versions are compared lexicographically, NULL lowest.
+
+Encoding each tuple as bytes whose byte order equals the tuple order lets the same value be
+compared in Python (coalescing) and stored in the `_d1cdc_row_versions` side table without
+type juggling: `encode_version(a) < encode_version(b)` ⇔ `a < b`.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from worker.errors import SchemaError
+
+_NULL = b"\x00"
+_PRESENT = b"\x01"
+_INT_OFFSET = 2**63
+_DATETIME_ZERO = datetime(1, 1, 1)
+
+
+def _sortable_int(value: int) -> bytes:
+    if not -_INT_OFFSET <= value < _INT_OFFSET:
+        raise SchemaError(f"version value {value} is outside the 64-bit integer range")
+    return (value + _INT_OFFSET).to_bytes(8, "big")
+
+
+def _sortable_float(value: float) -> bytes:
+    # IEEE-754 bit trick: flip all bits of negatives, only the sign bit of positives.
+    bits: int = struct.unpack(">Q", struct.pack(">d", value))[0]
+    bits = bits ^ 0xFFFFFFFFFFFFFFFF if bits >> 63 else bits | (1 << 63)
+    return bits.to_bytes(8, "big")
+
+
+def _sortable_bytes(value: bytes) -> bytes:
+    # Escape 0x00 as 0x00 0xFF and terminate with 0x00 0x00, so a prefix sorts first
+    # and the next tuple component cannot bleed into this one.
+    return value.replace(b"\x00", b"\x00\xff") + b"\x00\x00"
+
+
+def _component(value: Any) -> bytes:
+    if value is None:
+        return _NULL
+    if isinstance(value, bool | int):
+        payload = _sortable_int(int(value))
+    elif isinstance(value, float):
+        payload = _sortable_float(value)
+    elif isinstance(value, datetime):
+        delta = value.replace(tzinfo=None) - _DATETIME_ZERO
+        payload = _sortable_int((delta.days * 86_400 + delta.seconds) * 10**6 + delta.microseconds)
+    elif isinstance(value, str):
+        payload = _sortable_bytes(value.encode("utf-8"))
+    elif isinstance(value, bytes):
+        payload = _sortable_bytes(value)
+    else:
+        raise SchemaError(
+            f"a version column of Python type {type(value).__name__} cannot be compared; "
+            "use a timestamp, integer or text column as version column"
+        )
+    return _PRESENT + payload
+
+
+def encode_version(values: Sequence[Any]) -> bytes:
+    """Bytes ordered like `values` (compared lexicographically, NULL lowest)."""
+    return b"".join(_component(v) for v in values)
+
+
+def ts_version(ts_ms: int) -> bytes:
+    """The fallback version of a table without version columns: the event's `ts_ms`."""
+    return encode_version((ts_ms,))

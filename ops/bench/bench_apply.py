@@ -1,0 +1,382 @@
+"""Apply throughput: d1cdc's sink (and optionally the whole Kafka pipeline) vs bare PyMySQL.
+
+    eval "$(bash ops/services.sh env)"
+    .venv/bin/python ops/bench/bench_apply.py --rows 50000            # sink vs bare
+    .venv/bin/python ops/bench/bench_apply.py --rows 200000 --pipeline  # + Kafka → MySQL
+
+Rows have 15 columns (text, ints, booleans, JSON, timestamps; `updatedAt` is the version
+column). Both contenders get the same converted rows, batches of `--batch` rows per
+statement and a commit every 5,000 rows, each into its own fresh database on the same
+server, in the same process. Two passes: insert into an empty table, then update every row
+with a newer version. Not a timed test: numbers depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import pymysql
+import sqlalchemy as sa
+
+from consumers.change import Change, Source
+from consumers.sink import MySQLSink
+from consumers.versions import encode_version
+from worker.db import create_database, create_target_engine
+from worker.schema.convert import convert_row, version_of
+from worker.schema.ddl import apply_mapping
+from worker.schema.mapping import Mapping, TableMapping, mapping_from_dict
+
+BASE_MS = 1_760_000_000_000
+COLUMNS: dict[str, str] = {
+    "id": "string(32)",
+    "email": "string(120)",
+    "name": "text",
+    "plan": "string(20)",
+    "active": "boolean",
+    "verified": "boolean",
+    "credits": "bigint",
+    "seats": "integer",
+    "score": "real",
+    "settings": "json",
+    "bio": "text",
+    "country": "string(2)",
+    "createdAt": "timestamp_s",
+    "lastSeenAt": "timestamp_ms",
+    "updatedAt": "timestamp_ms",
+}
+
+
+def bench_mapping() -> Mapping:
+    columns = {n: {"type": t, "nullable": n != "id"} for n, t in COLUMNS.items()}
+    table = {"primary_key": ["id"], "version_columns": ["updatedAt"], "columns": columns}
+    return mapping_from_dict({"tables": {"bench_user": table}})
+
+
+def source_row(i: int, version: int) -> dict[str, Any]:
+    return {
+        "id": f"usr_{i:012d}",
+        "email": f"user{i}@example.com",
+        "name": f"User Number {i}",
+        "plan": ("free", "pro", "team")[i % 3],
+        "active": i % 2,
+        "verified": (i // 2) % 2,
+        "credits": i * 37,
+        "seats": i % 50,
+        "score": i / 7,
+        "settings": '{"theme":"dark","beta":true}',
+        "bio": "x" * (i % 80),
+        "country": "DE",
+        "createdAt": 1_700_000_000 + i,
+        "lastSeenAt": BASE_MS + i,
+        "updatedAt": BASE_MS + version,
+    }
+
+
+def changes_for(table: TableMapping, count: int, version: int) -> list[Change]:
+    result = []
+    for i in range(count):
+        row = convert_row(table, source_row(i, version))
+        values = version_of(table, row)
+        src = Source("bench.bench_user", 0, i, None, None)
+        result.append(
+            Change(
+                table.name,
+                "upsert",
+                {"id": row["id"]},
+                row,
+                encode_version(values),
+                BASE_MS + version,
+                src,
+                values,
+            )
+        )
+    return result
+
+
+def bare_upsert(url: str, table: TableMapping, rows: list[tuple[Any, ...]], batch: int) -> None:
+    """The baseline: PyMySQL executemany of a plain `INSERT … ON DUPLICATE KEY UPDATE`."""
+    parsed = sa.engine.make_url(url)
+    conn = pymysql.connect(
+        host=parsed.host,
+        port=parsed.port or 3306,
+        user=parsed.username,
+        password=parsed.password or "",
+        database=parsed.database,
+        charset="utf8mb4",
+    )
+    names = list(table.columns)
+    cols = ", ".join(f"`{c}`" for c in names)
+    sets = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in names if c != "id")
+    sql = (
+        f"INSERT INTO `{table.name}` ({cols}) VALUES ({', '.join(['%s'] * len(names))}) "
+        f"ON DUPLICATE KEY UPDATE {sets}"
+    )
+    try:
+        with conn.cursor() as cur:
+            for start in range(0, len(rows), 5000):
+                chunk = rows[start : start + 5000]
+                for part in range(0, len(chunk), batch):
+                    cur.executemany(sql, chunk[part : part + batch])
+                conn.commit()
+    finally:
+        conn.close()
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def fresh_database(server_url: str, mapping: Mapping) -> str:
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    create_database(server_url, name)
+    url = sa.engine.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    engine = create_target_engine(url)
+    apply_mapping(engine, mapping)
+    engine.dispose()
+    return url
+
+
+def drop_database(server_url: str, url: str) -> None:
+    engine = create_target_engine(server_url, pool_size=1)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS `{sa.engine.make_url(url).database}`")
+    engine.dispose()
+
+
+def run_sink_vs_bare(server_url: str, rows: int, batch: int, repeat: int) -> dict[str, list[float]]:
+    """Seconds per contender and pass, `repeat` times, alternating who goes first."""
+    mapping = bench_mapping()
+    table = mapping.table("bench_user")
+    passes = {label: changes_for(table, rows, v) for label, v in (("insert", 1), ("update", 10**9))}
+    seconds: dict[str, list[float]] = {}
+    for round_ in range(repeat):
+        d1_url, bare_url = fresh_database(server_url, mapping), fresh_database(server_url, mapping)
+        engine = create_target_engine(d1_url)
+        sink = MySQLSink(engine, mapping, rows_per_statement=batch, rows_per_transaction=5000)
+        sink.apply([])  # side table created outside the measurement
+        for label, changes in passes.items():
+            params = [tuple(c.row[n] for n in table.columns) for c in changes if c.row]
+            contenders: list[tuple[str, Callable[[], Any]]] = [
+                (f"d1cdc sink, {label}", partial(sink.apply, changes)),
+                (f"bare PyMySQL, {label}", partial(bare_upsert, bare_url, table, params, batch)),
+            ]
+            if round_ % 2:
+                contenders.reverse()
+            for name, fn in contenders:
+                seconds.setdefault(name, []).append(timed(fn))
+        engine.dispose()
+        drop_database(server_url, d1_url)
+        drop_database(server_url, bare_url)
+    return seconds
+
+
+def mapping_toml() -> str:
+    lines = ["[tables.bench_user]", 'primary_key = ["id"]', 'version_columns = ["updatedAt"]']
+    for name, kind in COLUMNS.items():
+        lines += [f"[tables.bench_user.columns.{name}]", f'type = "{kind}"']
+        lines.append(f"nullable = {'false' if name == 'id' else 'true'}")
+    return "\n".join(lines) + "\n"
+
+
+def run_pipeline(server_url: str, bootstrap: str, rows: int, batch: int) -> tuple[float, int]:
+    """Produce `rows` events, then `d1cdc consume --until-caught-up` them into a fresh
+    database in a child process; (seconds, peak RSS of that process in MB)."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    from worker.envelope import encode_event, new_event
+    from worker.kafka import admin_client, producer_config
+
+    url = fresh_database(server_url, bench_mapping())
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.bench_user"
+    admin = admin_client(bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+    producer = Producer(producer_config(bootstrap))
+    for i in range(rows):
+        event = new_event("bench_user", "upsert", {"id": f"usr_{i:012d}"}, source_row(i, 1))
+        key, value = encode_event(event)
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    producer.flush(60)
+    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as mapping_file:
+        mapping_file.write(mapping_toml())
+    env = {
+        **os.environ,
+        "D1CDC_KAFKA_BOOTSTRAP": bootstrap,
+        "D1CDC_TARGET_URL": url,
+        "D1CDC_TOPIC_PREFIX": prefix,
+        "D1CDC_GROUP_ID": f"{prefix}-apply",
+        "D1CDC_MAPPING_PATH": mapping_file.name,
+        "D1CDC_BATCH_SIZE": str(max(batch, 2000)),
+        "D1CDC_ROWS_PER_STATEMENT": str(batch),
+        "D1CDC_METRICS_PORT": "0",
+        "D1CDC_LOG_LEVEL": "warning",
+    }
+    command = [sys.executable, "-c", "from worker.cli.main import run; run()", "consume"]
+    started = time.perf_counter()
+    child = subprocess.Popen([*command, "--until-caught-up", "--timeout", "3600"], env=env)
+    peak_kb = 0
+    # Poll the child's RSS: ru_maxrss of children would count the pages a fork shares
+    # with this (large) parent before exec.
+    while child.poll() is None:
+        peak_kb = max(peak_kb, _rss_kb(child.pid))
+        time.sleep(0.1)
+    seconds = time.perf_counter() - started
+    if child.returncode != 0:
+        sys.exit(f"d1cdc consume failed with exit code {child.returncode}")
+    drop_database(server_url, url)
+    os.unlink(mapping_file.name)
+    return seconds, peak_kb // 1024
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_lag(server_url: str, bootstrap: str, rate: int, seconds: int) -> list[float]:
+    """Produce `rate` events/s for `seconds` while a consumer runs; per-event lag in ms from
+    `ts_ms` (set at produce time) to the end of the MySQL transaction that applied it."""
+    import threading
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    from consumers.loop import ConsumeLoop
+    from worker.config import load_settings
+    from worker.envelope import encode_event, new_event
+    from worker.kafka import admin_client, producer_config
+
+    mapping = bench_mapping()
+    url = fresh_database(server_url, mapping)
+    prefix = f"lag{uuid.uuid4().hex[:8]}"
+    topic = f"{prefix}.bench_user"
+    admin = admin_client(bootstrap)
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+    lags: list[float] = []
+    original = MySQLSink.apply
+
+    def measured(self: MySQLSink, changes: Any) -> Any:
+        result = original(self, changes)
+        now_ms = time.time() * 1000
+        lags.extend(now_ms - c.ts_ms for c in changes)
+        return result
+
+    MySQLSink.apply = measured  # type: ignore[method-assign]
+    settings = load_settings(
+        None,
+        kafka_bootstrap=bootstrap,
+        target_url=url,
+        topic_prefix=prefix,
+        group_id=f"{prefix}-apply",
+        metrics_port=0,
+        log_level="warning",
+    )
+    loop = ConsumeLoop(settings, mapping)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not loop.health.assigned and time.monotonic() < deadline:
+        time.sleep(0.1)
+    producer = Producer(producer_config(bootstrap))
+    total = rate * seconds
+    start = time.monotonic()
+    for i in range(total):
+        pause = start + i / rate - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        event = new_event("bench_user", "upsert", {"id": f"usr_{i:012d}"}, source_row(i, 1))
+        key, value = encode_event(event)
+        producer.produce(topic, key=key, value=value)
+        producer.poll(0)
+    producer.flush(30)
+    while len(lags) < total and time.monotonic() < start + seconds + 60:
+        time.sleep(0.1)
+    loop.stop()
+    thread.join(30)
+    MySQLSink.apply = original  # type: ignore[method-assign]
+    loop.engine.dispose()
+    drop_database(server_url, url)
+    return lags
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--batch", type=int, default=500, help="rows per statement")
+    parser.add_argument("--pipeline-only", action="store_true", help="skip the sink comparison")
+    parser.add_argument("--lag-rate", type=int, default=0, help="events/s for the lag run")
+    parser.add_argument("--lag-seconds", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
+    parser.add_argument("--pipeline", action="store_true", help="also Kafka → MySQL end to end")
+    args = parser.parse_args()
+    server_url = os.environ.get("D1CDC_TARGET_URL")
+    if not server_url:
+        sys.exit('set D1CDC_TARGET_URL (eval "$(bash ops/services.sh env)")')
+    if args.pipeline_only:
+        seconds, rss_mb = run_pipeline(
+            server_url, os.environ["D1CDC_KAFKA_BOOTSTRAP"], args.rows, args.batch
+        )
+        print(
+            f"pipeline: {args.rows} events in {seconds:.2f}s = {args.rows / seconds:,.0f} "
+            f"events/s; peak RSS of the consumer {rss_mb} MB"
+        )
+        return
+    results = run_sink_vs_bare(server_url, args.rows, args.batch, args.repeat)
+    median = {name: statistics.median(times) for name, times in results.items()}
+    print(f"{args.rows} rows x 15 columns, {args.batch} rows/statement, median of {args.repeat}")
+    print(f"{'contender':<26}{'median s':>10}{'rows/s':>12}{'all runs (s)':>28}")
+    for name, times in results.items():
+        runs = " ".join(f"{t:.2f}" for t in times)
+        print(f"{name:<26}{median[name]:>10.2f}{args.rows / median[name]:>12,.0f}{runs:>28}")
+    for pass_ in ("insert", "update"):
+        ratio = median[f"bare PyMySQL, {pass_}"] / median[f"d1cdc sink, {pass_}"]
+        print(f"ratio d1cdc/bare ({pass_}): {ratio:.2f}x")
+    if args.pipeline:
+        seconds, rss_mb = run_pipeline(
+            server_url, os.environ["D1CDC_KAFKA_BOOTSTRAP"], args.rows, args.batch
+        )
+        bare_insert = median["bare PyMySQL, insert"]
+        print(
+            f"pipeline Kafka→MySQL (a d1cdc consume process, incl. its ~1 s start-up): "
+            f"{args.rows} events in {seconds:.2f}s = "
+            f"{args.rows / seconds:,.0f} events/s; ratio vs bare insert "
+            f"{bare_insert / seconds:.2f}x; peak RSS of the consumer {rss_mb} MB"
+        )
+    if args.lag_rate:
+        bootstrap = os.environ["D1CDC_KAFKA_BOOTSTRAP"]
+        lags = run_lag(server_url, bootstrap, args.lag_rate, args.lag_seconds)
+        cuts = statistics.quantiles(lags, n=100)
+        print(
+            f"end-to-end lag at {args.lag_rate} events/s for {args.lag_seconds}s "
+            f"({len(lags)} events): p50 {cuts[49]:.0f} ms, p99 {cuts[98]:.0f} ms, "
+            f"max {max(lags):.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Coalescing a batch: one winner per key under the documented version rule."""
+
+from __future__ import annotations
+
+from consumers.change import supersedes
+from consumers.coalesce import coalesce_batch
+from tests.change_factory import item_change, tag_change
+
+
+def test_newest_version_wins_regardless_of_arrival_order() -> None:
+    """Within a batch, the upsert with the greatest version is the one kept."""
+    newer = item_change("a", "upsert", (5, 0), name="new")
+    older = item_change("a", "upsert", (3, 9), name="old")
+    assert coalesce_batch([newer, older]) == [newer]
+    assert coalesce_batch([older, newer]) == [newer]
+
+
+def test_version_columns_compare_lexicographically() -> None:
+    """(updatedAt, counter): the counter only breaks ties of updatedAt."""
+    a = item_change("a", "upsert", (5, 1))
+    b = item_change("a", "upsert", (5, 2))
+    assert coalesce_batch([b, a]) == [b]
+
+
+def test_equal_versions_let_the_later_event_win() -> None:
+    """Tie rule: equal versions → the incoming (later) event applies."""
+    first = item_change("a", "upsert", (5, 0), name="first")
+    second = item_change("a", "upsert", (5, 0), name="second")
+    assert coalesce_batch([first, second]) == [second]
+
+
+def test_delete_after_upsert_of_same_version_wins() -> None:
+    """A delete whose before-image has the row's version removes that row."""
+    upsert = item_change("a", "upsert", (5, 0))
+    delete = item_change("a", "delete", (5, 0))
+    assert coalesce_batch([upsert, delete]) == [delete]
+
+
+def test_upsert_of_the_deleted_version_does_not_resurrect() -> None:
+    """An upsert equal to a delete's before-image is the deleted row: the delete stays."""
+    delete = item_change("a", "delete", (5, 0))
+    late = item_change("a", "upsert", (5, 0))
+    assert coalesce_batch([delete, late]) == [delete]
+
+
+def test_newer_insert_after_delete_wins() -> None:
+    """A genuinely newer insert of a deleted key is kept."""
+    delete = item_change("a", "delete", (5, 0))
+    reinsert = item_change("a", "upsert", (6, 0))
+    assert coalesce_batch([delete, reinsert]) == [reinsert]
+
+
+def test_upsert_after_imageless_delete_keeps_the_delete_first() -> None:
+    """A delete without before-image must still clear the stored row before a later upsert."""
+    delete = item_change("a", "delete", None, ts_ms=10)
+    reinsert = item_change("a", "upsert", (1, 0), ts_ms=11)
+    assert coalesce_batch([delete, reinsert]) == [delete, reinsert]
+
+
+def test_keys_are_coalesced_independently_and_keep_first_appearance_order() -> None:
+    """Different keys (and tables) never interfere; order follows first appearance."""
+    a1, b1, t1 = (
+        item_change("a", "upsert", (1, 0)),
+        item_change("b", "upsert", (1, 0)),
+        tag_change("a", "upsert", 1),
+    )
+    a2 = item_change("a", "upsert", (2, 0))
+    assert coalesce_batch([a1, b1, t1, a2]) == [a2, b1, t1]
+
+
+def test_unversioned_tables_use_ts_ms() -> None:
+    """Tables without version columns compare ts_ms."""
+    late = tag_change("a", "upsert", 200, label="late")
+    early = tag_change("a", "upsert", 100, label="early")
+    assert coalesce_batch([late, early]) == [late]
+    assert supersedes(tag_change("a", "delete", 300), late)

@@ -1,0 +1,59 @@
+"""`d1cdc consume`: the long-lived consumer worker (or a run until caught up)."""
+
+from __future__ import annotations
+
+import typer
+
+from consumers.loop import ConsumeLoop
+from worker.cli.context import settings_from
+from worker.metrics import Health, serve_health
+from worker.schema.mapping import load_mapping
+
+
+def consume(
+    ctx: typer.Context,
+    until_caught_up: bool = typer.Option(
+        False, "--until-caught-up", help="Exit 0 once every assigned partition has lag 0."
+    ),
+    tables: list[str] | None = typer.Option(
+        None, "--tables", help="Only these tables (repeat or comma-separate). Default: all."
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", min=1, help="Give up (exit non-zero) after this many seconds."
+    ),
+    batch_size: int | None = typer.Option(None, help="Events per consume batch."),
+    group_id: str | None = typer.Option(None, help="Consumer group id."),
+    metrics_port: int | None = typer.Option(None, help="HTTP /metrics port; 0 = off."),
+    session_timeout_ms: int | None = typer.Option(
+        None,
+        min=6000,
+        help="Kafka session timeout: how soon a crashed worker's partitions move (default 45 s).",
+    ),
+) -> None:
+    """Apply change events from Kafka to MySQL: idempotent, stale-safe, poison-isolated."""
+    settings = settings_from(
+        ctx, batch_size=batch_size, group_id=group_id, metrics_port=metrics_port
+    )
+    mapping = load_mapping(settings.mapping_path)
+    selected = [t.strip() for entry in tables or [] for t in entry.split(",") if t.strip()]
+    for name in selected:
+        mapping.table(name)  # an unknown name is a one-line error, before connecting
+    health = Health()
+    server = serve_health(settings.metrics_port, health) if settings.metrics_port else None
+    overrides: dict[str, object] = {}
+    if session_timeout_ms is not None:
+        overrides["session.timeout.ms"] = session_timeout_ms
+    loop = ConsumeLoop(
+        settings, mapping, tables=selected or None, health=health, consumer_overrides=overrides
+    )
+    try:
+        outcome = loop.run(until_caught_up=until_caught_up, timeout_s=timeout)
+    finally:
+        loop.engine.dispose()
+        if server is not None:
+            server.shutdown()
+    typer.echo(
+        f"consumed {outcome.messages} messages in {outcome.batches} batches, "
+        f"{outcome.dead_letters} dead-lettered" + (", caught up" if outcome.caught_up else ""),
+        err=True,
+    )

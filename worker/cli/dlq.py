@@ -1,0 +1,62 @@
+"""`d1cdc dlq list | replay`: look at dead-lettered events and re-submit them after a fix."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from consumers.dlq import DeadLetterRecord, read_dead_letters, replay_dead_letters
+from producers.topics import dlq_topic, topic_for
+from worker.cli.context import settings_from
+from worker.config import Settings
+
+dlq_app = typer.Typer(help="List and replay dead-lettered events.", no_args_is_help=True)
+
+
+def _records(settings: Settings, table: str | None) -> list[DeadLetterRecord]:
+    records = read_dead_letters(settings.kafka_bootstrap, dlq_topic(settings.topic_prefix))
+    if table is not None:
+        wanted = topic_for(settings.topic_prefix, table)
+        records = [r for r in records if r.topic == wanted]
+    return records
+
+
+@dlq_app.command("list")
+def list_(
+    ctx: typer.Context,
+    table: str | None = typer.Option(None, help="Only events of this table."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON array on stdout."),
+) -> None:
+    """Show every dead-lettered event with its reason and origin."""
+    records = _records(settings_from(ctx), table)
+    if as_json:
+        typer.echo(json.dumps([r.as_json() for r in records], ensure_ascii=False, indent=2))
+        return
+    grid = Table("dlq offset", "origin", "key", "reason", title=f"{len(records)} dead letter(s)")
+    for r in records:
+        key = (r.key or b"").decode("utf-8", errors="replace")
+        grid.add_row(
+            f"{r.dlq_partition}:{r.dlq_offset}",
+            f"{r.topic}[{r.partition}]@{r.offset}",
+            key,
+            r.reason,
+        )
+    Console().print(grid)
+
+
+@dlq_app.command()
+def replay(
+    ctx: typer.Context,
+    table: str | None = typer.Option(None, help="Only events of this table."),
+) -> None:
+    """Re-produce dead-lettered events to their original topics (after fixing the cause).
+
+    The dead-letter topic is append-only: replayed entries stay listed. Replaying an event
+    twice is harmless (the apply path is idempotent); one that still fails returns to it.
+    """
+    settings = settings_from(ctx)
+    count = replay_dead_letters(settings.kafka_bootstrap, _records(settings, table))
+    typer.echo(f"replayed {count} event(s)", err=True)
