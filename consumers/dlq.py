@@ -141,10 +141,12 @@ def _record(msg: Message) -> DeadLetterRecord:
 
 
 def read_dead_letters(
-    bootstrap: str, topic: str, timeout_s: float = 30.0
+    bootstrap: str, topic: str, timeout_s: float = 30.0, *, pending_for: str | None = None
 ) -> list[DeadLetterRecord]:
-    """Every entry of the dead-letter topic up to its current end (no group offsets used)."""
+    """Entries of the dead-letter topic up to its current end: all of them, or with
+    `pending_for` only those after the offsets that group acknowledged (replayed)."""
     consumer = Consumer(consumer_config(bootstrap, f"d1cdc-dlq-reader-{uuid.uuid4().hex[:8]}"))
+    acked = _acknowledged(bootstrap, topic, pending_for, timeout_s) if pending_for else {}
     try:
         meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
         if meta is None or meta.error is not None:
@@ -155,6 +157,7 @@ def read_dead_letters(
             low, high = consumer.get_watermark_offsets(
                 TopicPartition(topic, partition), timeout=timeout_s
             )
+            low = max(low, acked.get(partition, low))
             if high > low:
                 ends[partition] = high
                 starts.append(TopicPartition(topic, partition, low))
@@ -192,3 +195,38 @@ def replay_dead_letters(bootstrap: str, records: Iterable[DeadLetterRecord]) -> 
     if producer.flush(30) or failures:
         raise ServiceError(f"replay: {len(failures)} event(s) not acknowledged: {failures[:3]}")
     return count
+
+
+def _acknowledged(bootstrap: str, topic: str, group: str, timeout_s: float) -> dict[int, int]:
+    """Partition → first offset not yet acknowledged by `group` (absent: none acknowledged)."""
+    consumer = Consumer(consumer_config(bootstrap, group))
+    try:
+        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
+        if meta is None or meta.error is not None:
+            return {}
+        parts = [TopicPartition(topic, p) for p in meta.partitions]
+        return {
+            tp.partition: tp.offset for tp in consumer.committed(parts, timeout_s) if tp.offset >= 0
+        }
+    finally:
+        consumer.close()
+
+
+def acknowledge_dead_letters(
+    bootstrap: str, topic: str, group: str, records: Iterable[DeadLetterRecord]
+) -> None:
+    """Mark `records` as handled: commit, per partition, the offset after the newest one in
+    `group` (`d1cdc status` counts what lies beyond it as pending dead letters)."""
+    newest: dict[int, int] = {}
+    for record in records:
+        newest[record.dlq_partition] = max(newest.get(record.dlq_partition, -1), record.dlq_offset)
+    if not newest:
+        return
+    consumer = Consumer(consumer_config(bootstrap, group))
+    try:
+        offsets = [TopicPartition(topic, p, o + 1) for p, o in newest.items()]
+        for tp in consumer.commit(offsets=offsets, asynchronous=False) or []:
+            if tp.error is not None:
+                raise ServiceError(f"acknowledging dead letters in {topic}: {tp.error}")
+    finally:
+        consumer.close()

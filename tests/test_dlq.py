@@ -7,7 +7,12 @@ from collections.abc import Callable
 import pytest
 
 from consumers.change import DeadLetter, Source
-from consumers.dlq import DeadLetterProducer, dead_letter_headers, read_dead_letters
+from consumers.dlq import (
+    DeadLetterProducer,
+    acknowledge_dead_letters,
+    dead_letter_headers,
+    read_dead_letters,
+)
 from producers.topics import dlq_topic, ensure_topics
 from worker.config import Settings
 from worker.kafka import admin_client
@@ -50,3 +55,24 @@ def test_listing_a_missing_dlq_is_empty(make_settings: Callable[..., Settings]) 
     """No dead-letter topic yet means no dead letters, not an error."""
     settings = make_settings()
     assert read_dead_letters(settings.kafka_bootstrap, dlq_topic(settings.topic_prefix)) == []
+
+
+@pytest.mark.integration
+def test_acknowledged_dead_letters_are_no_longer_pending(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """After acknowledging (what `dlq replay` does), only newer dead letters are pending."""
+    settings = make_settings()
+    ensure_topics(admin_client(settings.kafka_bootstrap), settings.topic_prefix, [], 1, 1)
+    topic, group = dlq_topic(settings.topic_prefix), f"{settings.group_id}.dlq"
+    producer = DeadLetterProducer(settings.kafka_bootstrap, topic)
+    producer.send([DeadLetter(Source("p.user", 0, 1, b"a", b"{}", 1), "first")])
+    producer.flush()
+    first = read_dead_letters(settings.kafka_bootstrap, topic, pending_for=group)
+    assert [r.reason for r in first] == ["first"]
+    acknowledge_dead_letters(settings.kafka_bootstrap, topic, group, first)
+    producer.send([DeadLetter(Source("p.user", 0, 2, b"b", b"{}", 2), "second")])
+    producer.flush()
+    pending = read_dead_letters(settings.kafka_bootstrap, topic, pending_for=group)
+    assert [r.reason for r in pending] == ["second"]
+    assert len(read_dead_letters(settings.kafka_bootstrap, topic)) == 2

@@ -8,16 +8,33 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from consumers.dlq import DeadLetterRecord, read_dead_letters, replay_dead_letters
+from consumers.dlq import (
+    DeadLetterRecord,
+    acknowledge_dead_letters,
+    read_dead_letters,
+    replay_dead_letters,
+)
 from producers.topics import dlq_topic, topic_for
 from worker.cli.context import settings_from
 from worker.config import Settings
+from worker.status import DLQ_ACK_GROUP_SUFFIX
 
 dlq_app = typer.Typer(help="List and replay dead-lettered events.", no_args_is_help=True)
 
 
-def _records(settings: Settings, table: str | None) -> list[DeadLetterRecord]:
-    records = read_dead_letters(settings.kafka_bootstrap, dlq_topic(settings.topic_prefix))
+def ack_group(settings: Settings) -> str:
+    """The group whose DLQ offsets mark what was replayed (`d1cdc status` reads it)."""
+    return settings.group_id + DLQ_ACK_GROUP_SUFFIX
+
+
+def _records(
+    settings: Settings, table: str | None, *, everything: bool = False
+) -> list[DeadLetterRecord]:
+    records = read_dead_letters(
+        settings.kafka_bootstrap,
+        dlq_topic(settings.topic_prefix),
+        pending_for=None if everything else ack_group(settings),
+    )
     if table is not None:
         wanted = topic_for(settings.topic_prefix, table)
         records = [r for r in records if r.topic == wanted]
@@ -29,9 +46,12 @@ def list_(
     ctx: typer.Context,
     table: str | None = typer.Option(None, help="Only events of this table."),
     as_json: bool = typer.Option(False, "--json", help="One JSON array on stdout."),
+    everything: bool = typer.Option(
+        False, "--all", help="Also show events already replayed (the topic keeps them)."
+    ),
 ) -> None:
-    """Show every dead-lettered event with its reason and origin."""
-    records = _records(settings_from(ctx), table)
+    """Show pending dead-lettered events with their reason and origin."""
+    records = _records(settings_from(ctx), table, everything=everything)
     if as_json:
         typer.echo(json.dumps([r.as_json() for r in records], ensure_ascii=False, indent=2))
         return
@@ -52,11 +72,17 @@ def replay(
     ctx: typer.Context,
     table: str | None = typer.Option(None, help="Only events of this table."),
 ) -> None:
-    """Re-produce dead-lettered events to their original topics (after fixing the cause).
+    """Re-produce pending dead-lettered events to their original topics (after a fix).
 
-    The dead-letter topic is append-only: replayed entries stay listed. Replaying an event
-    twice is harmless (the apply path is idempotent); one that still fails returns to it.
+    Without --table, the replayed entries are then acknowledged: `dlq list` and `status`
+    stop counting them (`dlq list --all` still shows them). Replaying an event twice is
+    harmless (the apply path is idempotent); one that still fails returns to the topic.
     """
     settings = settings_from(ctx)
-    count = replay_dead_letters(settings.kafka_bootstrap, _records(settings, table))
+    records = _records(settings, table)
+    count = replay_dead_letters(settings.kafka_bootstrap, records)
+    if table is None:
+        acknowledge_dead_letters(
+            settings.kafka_bootstrap, dlq_topic(settings.topic_prefix), ack_group(settings), records
+        )
     typer.echo(f"replayed {count} event(s)", err=True)
