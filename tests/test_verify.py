@@ -19,9 +19,7 @@ from worker.db import create_target_engine
 from worker.schema.convert import convert_row
 from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping, load_mapping
-from worker.verify.normalize import RowComparer
-from worker.verify.readers import SourceChunks, TargetChunks
-from worker.verify.runner import TableReport, TableVerifier
+from worker.verify.runner import TableReport, verifier_for
 
 pytestmark = pytest.mark.integration
 
@@ -96,28 +94,33 @@ def replicated(
     return settings, mapping, engine
 
 
-def run_verify(settings: Settings, mapping: Mapping, engine: sa.Engine) -> TableReport:
+def run_verify(
+    settings: Settings, mapping: Mapping, engine: sa.Engine, *, checksums: bool = True
+) -> tuple[TableReport, int]:
+    """The report, and how many chunks had to be read in full."""
+    source = SqliteSource(settings.source_path)
     table = mapping.table("user")
-    return TableVerifier(
-        RowComparer(table),
-        SourceChunks(SqliteSource(settings.source_path), table),
-        TargetChunks(engine, table),
-        chunk_rows=25,
-        settle_seconds=0,
-    ).run()
+    verifier = verifier_for(
+        table, source, engine, checksums=checksums, chunk_rows=25, settle_seconds=0
+    )
+    return verifier.run(), verifier.diffed_chunks
 
 
+@pytest.mark.parametrize("checksums", [True, False], ids=["checksums", "row-diff"])
 def test_equal_source_and_target_verify_clean(
-    replicated: tuple[Settings, Mapping, sa.Engine],
+    replicated: tuple[Settings, Mapping, sa.Engine], checksums: bool
 ) -> None:
-    """Every row matches; nothing missing, extra or mismatched."""
-    report = run_verify(*replicated)
+    """Every row matches; nothing missing, extra or mismatched (either comparison path)."""
+    report, diffed = run_verify(*replicated, checksums=checksums)
     assert report.clean
     assert (report.processed, report.matching) == (ROWS, ROWS)
+    # With checksums no clean chunk is read in full; without, all 5 chunks (4 x 25 + 20) are.
+    assert diffed == (0 if checksums else 5)
 
 
+@pytest.mark.parametrize("checksums", [True, False], ids=["checksums", "row-diff"])
 def test_every_corruption_lands_in_its_category(
-    replicated: tuple[Settings, Mapping, sa.Engine],
+    replicated: tuple[Settings, Mapping, sa.Engine], checksums: bool
 ) -> None:
     """missing / extra / changed column / JSON re-ordered / +1 s / case-changed key."""
     settings, mapping, engine = replicated
@@ -133,7 +136,7 @@ def test_every_corruption_lands_in_its_category(
                WHERE id = 'usr_0020'""")
         run("UPDATE `user` SET createdAt = createdAt + INTERVAL 1 SECOND WHERE id = 'usr_0030'")
         run("UPDATE `user` SET id = 'USR_0040' WHERE id = 'usr_0040'")
-    report = run_verify(settings, mapping, engine)
+    report, diffed = run_verify(settings, mapping, engine, checksums=checksums)
     assert sorted(report.missing_keys) == [("usr_0003",), ("usr_0040",)]
     assert sorted(report.extra_keys) == [("USR_0040",), ("usr_9999",)]
     assert sorted(report.mismatched_keys) == [("usr_0010",), ("usr_0030",)]
@@ -142,6 +145,8 @@ def test_every_corruption_lands_in_its_category(
     # 2 missing + 2 mismatched; usr_0020 (JSON key order only) still matches.
     assert report.matching == ROWS - 4
     assert report.processed == ROWS + 2
+    # Corruptions sit in chunks 0 (0003, 0010, 0020), 1 (0030, 0040) and the open last one.
+    assert diffed == (3 if checksums else 5)
     assert not report.clean
 
 

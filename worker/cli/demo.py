@@ -42,10 +42,8 @@ from worker.schema.introspect import introspect, open_readonly
 from worker.schema.mapping import Mapping
 from worker.schema.writer import write_mapping
 from worker.status import collect_status
-from worker.verify.normalize import RowComparer
-from worker.verify.readers import SourceChunks, TargetChunks
 from worker.verify.record import record_run
-from worker.verify.runner import TableReport, TableVerifier
+from worker.verify.runner import TableReport, verifier_for
 
 console = Console(stderr=True)
 
@@ -188,9 +186,7 @@ def _verify(settings: Settings, mapping: Mapping) -> list[TableReport]:
     source = SqliteSource(settings.source_path)
     try:
         reports = [
-            TableVerifier(
-                RowComparer(t), SourceChunks(source, t), TargetChunks(engine, t), settle_seconds=1
-            ).run()
+            verifier_for(t, source, engine, settle_seconds=1).run()
             for t in mapping.in_level_order()
         ]
         record_run(engine, reports)

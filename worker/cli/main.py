@@ -15,8 +15,8 @@ from worker.cli.demo import demo
 from worker.cli.dlq import dlq_app
 from worker.cli.doctor import doctor
 from worker.cli.health import health
-from worker.cli.schema import schema_app
 from worker.cli.rebuild import rebuild
+from worker.cli.schema import schema_app
 from worker.cli.status import status
 from worker.cli.topics import topics_app
 from worker.cli.verify import verify
@@ -35,16 +35,17 @@ app = typer.Typer(
     pretty_exceptions_enable=False,  # a pretty traceback would print local variables: secrets
     add_completion=False,
 )
+# In the order of a migration (ops/runbook.md): check, schema, topics, replicate, prove.
 app.command()(doctor)
-app.command()(health)
-app.command()(verify)
-app.command()(status)
+app.add_typer(schema_app, name="schema")
+app.add_typer(topics_app, name="topics")
 app.command()(consume)
 app.command()(backfill)
 app.command()(rebuild)
-app.add_typer(topics_app, name="topics")
+app.command()(verify)
+app.command()(status)
 app.add_typer(dlq_app, name="dlq")
-app.add_typer(schema_app, name="schema")
+app.command()(health)
 app.command()(demo)
 
 

@@ -21,10 +21,9 @@ from worker.errors import D1cdcError
 from worker.schema.mapping import TableMapping, load_mapping
 from worker.verify.fix import emit_fixes
 from worker.verify.metrics_file import write_verify_metrics
-from worker.verify.normalize import RowComparer
-from worker.verify.readers import SourceChunks, TargetChunks
+from worker.verify.readers import SourceChunks
 from worker.verify.record import record_run
-from worker.verify.runner import TableReport, TableVerifier
+from worker.verify.runner import TableReport, verifier_for
 
 COLUMNS = ("processed", "matching", "mismatched", "missing", "extra", "in_flight")
 
@@ -63,6 +62,9 @@ def verify(
     settle_seconds: float = typer.Option(
         2.0, min=0, help="Wait before re-checking differences (rows in flight settle)."
     ),
+    checksums: bool = typer.Option(
+        True, "--checksums/--no-checksums", help="Compare chunk checksums before rows."
+    ),
     metrics_file: Path | None = typer.Option(
         None, help="Also write the result as a Prometheus textfile (for the row-delta alert)."
     ),
@@ -91,10 +93,11 @@ def verify(
     ) as progress:
         for table in chosen:
             task = progress.add_task(table.name, total=_count(source, table.name))
-            verifier = TableVerifier(
-                RowComparer(table),
-                SourceChunks(source, table),
-                TargetChunks(engine, table),
+            verifier = verifier_for(
+                table,
+                source,
+                engine,
+                checksums=checksums,
                 chunk_rows=chunk_rows,
                 settle_seconds=settle_seconds,
                 on_progress=functools.partial(progress.advance, task),

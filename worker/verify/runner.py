@@ -11,7 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.engine import Engine
+
+from producers.sources.base import Source
 from worker.errors import ConversionError
+from worker.schema.mapping import TableMapping
+from worker.verify.checksum import SourceRenderer, TargetChecksums
 from worker.verify.diff import ChunkDiff, Key, Row, diff_chunks
 from worker.verify.normalize import RowComparer
 from worker.verify.readers import SourceChunks, TargetChunks
@@ -76,6 +81,7 @@ class TableVerifier:
         chunk_rows: int = 5000,
         settle_seconds: float = 2.0,
         on_progress: Callable[[int], None] | None = None,
+        checksums: tuple[SourceRenderer, TargetChecksums] | None = None,
     ) -> None:
         self.comparer = comparer
         self.source = source
@@ -83,6 +89,10 @@ class TableVerifier:
         self.chunk_rows = chunk_rows
         self.settle_seconds = settle_seconds
         self.on_progress = on_progress or (lambda _n: None)
+        # Without checksums every chunk is read in full from both sides (the slow path).
+        self.checksums = checksums
+        self.chunks = 0
+        self.diffed_chunks = 0  # chunks read in full (checksums off, or they differed)
 
     # -- reading -------------------------------------------------------------------------
 
@@ -119,21 +129,12 @@ class TableVerifier:
         overflow = {"missing": 0, "extra": 0, "mismatched": 0}
         last: Key | None = None
         while True:
-            raw = self.source.after(last, self.chunk_rows)
-            source = self._source_side(raw)
-            exhausted = len(raw) < self.chunk_rows
-            high = None if exhausted else tuple(raw[-1][k] for k in self.comparer.table.primary_key)
-            low = None if last is None else last
-            target = self._target_side(
-                self.target.between(
-                    _target_bound(self.comparer, low), _target_bound(self.comparer, high)
-                )
-            )
-            chunk = diff_chunks(source, target, self._differing_columns)
-            _merge(first_pass, chunk, overflow)
-            report.processed += len(source) + len(chunk.extra)
-            self.on_progress(len(source))
-            if exhausted:
+            if self.checksums is None:
+                high, rows = self._diff_chunk(last, first_pass, overflow, report)
+            else:
+                high, rows = self._checksum_chunk(last, first_pass, overflow, report)
+            self.on_progress(rows)
+            if high is None:
                 break
             last = high
         self._recheck(first_pass, report)
@@ -142,6 +143,39 @@ class TableVerifier:
         report.extra += overflow["extra"]
         report.mismatched += overflow["mismatched"]
         return report
+
+    def _bounds(self, low: Key | None, high: Key | None) -> tuple[Key | None, Key | None]:
+        return _target_bound(self.comparer, low), _target_bound(self.comparer, high)
+
+    def _checksum_chunk(
+        self, low: Key | None, total: ChunkDiff, overflow: dict[str, int], report: TableReport
+    ) -> tuple[Key | None, int]:
+        """Compare checksums of the chunk after `low`; only a differing one is read in full."""
+        assert self.checksums is not None
+        source_renderer, target_sums = self.checksums
+        self.chunks += 1
+        last_raw, source_sum = source_renderer.after(low, self.chunk_rows)
+        high = tuple(last_raw) if source_sum.rows == self.chunk_rows else None
+        if source_sum == target_sums.between(*self._bounds(low, high)):
+            total.matching += source_sum.rows
+            report.processed += source_sum.rows
+            return high, source_sum.rows
+        return self._diff_chunk(low, total, overflow, report)
+
+    def _diff_chunk(
+        self, low: Key | None, total: ChunkDiff, overflow: dict[str, int], report: TableReport
+    ) -> tuple[Key | None, int]:
+        """Read the chunk after `low` from both sides and diff it row by row."""
+        self.diffed_chunks += 1
+        raw = self.source.after(low, self.chunk_rows)
+        source = self._source_side(raw)
+        exhausted = len(raw) < self.chunk_rows
+        high = None if exhausted else tuple(raw[-1][k] for k in self.comparer.table.primary_key)
+        target = self._target_side(self.target.between(*self._bounds(low, high)))
+        chunk = diff_chunks(source, target, self._differing_columns)
+        _merge(total, chunk, overflow)
+        report.processed += len(source) + len(chunk.extra)
+        return high, len(source)
 
     def _recheck(self, first: ChunkDiff, report: TableReport) -> None:
         """Differences seen once are read again after `settle_seconds`; those that changed
@@ -196,3 +230,23 @@ def _target_bound(comparer: RowComparer, key: Key | None) -> Key | None:
         return comparer.source_key(dict(zip(comparer.table.primary_key, key, strict=True)))
     except ConversionError:
         return key
+
+
+def verifier_for(
+    table: TableMapping,
+    source: Source,
+    engine: Engine,
+    *,
+    checksums: bool = True,
+    **options: Any,
+) -> TableVerifier:
+    """A verifier for `table` between `source` and the target `engine` (checksums first)."""
+    return TableVerifier(
+        RowComparer(table),
+        SourceChunks(source, table),
+        TargetChunks(engine, table),
+        checksums=(SourceRenderer(source, table), TargetChecksums(engine, table))
+        if checksums
+        else None,
+        **options,
+    )
