@@ -89,7 +89,11 @@ def _mysql_expr(column: ColumnMapping) -> str:
 
 
 def _sqlite_row(table: TableMapping) -> str:
-    parts = [f"coalesce({_sqlite_expr(c)}, '{NULL_MARK}')" for c in table.columns.values()]
+    # Not coalesce(): SQLite's hex(NULL) is '' and printf('%.2f', NULL) is '0.00'.
+    parts = [
+        f"CASE WHEN {quote_ident(c.name)} IS NULL THEN '{NULL_MARK}' ELSE {_sqlite_expr(c)} END"
+        for c in table.columns.values()
+    ]
     return f" || '{SEPARATOR}' || ".join(parts)
 
 
