@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from consumers.loop import run_until_caught_up
 from producers.sources.sqlite import SqliteSource
+from producers.topics import ensure_topics
 from worker.config import Settings
 from worker.db import create_target_engine
+from worker.kafka import admin_client
 from worker.schema.convert import convert_row
 from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping, load_mapping
@@ -177,3 +180,39 @@ def test_cli_exit_codes_and_json(replicated: tuple[Settings, Mapping, sa.Engine]
     broken = verify()
     assert broken.returncode == 2
     assert "mapping file" in broken.stderr
+
+
+def test_fix_repairs_every_corruption_through_kafka(
+    replicated: tuple[Settings, Mapping, sa.Engine],
+) -> None:
+    """verify --fix re-emits rows (origin 'fix'); once consumed, a second verify is clean."""
+    settings, mapping, engine = replicated
+    with engine.begin() as conn:
+        run = conn.exec_driver_sql
+        run("DELETE FROM `user` WHERE id = 'usr_0003'")
+        run(
+            "INSERT INTO `user` VALUES ('usr_9999', 'ghost', NULL, 1, "
+            "'2024-01-01 00:00:00', '2024-01-01 00:00:00')"
+        )
+        run("UPDATE `user` SET firstName = 'changed' WHERE id = 'usr_0010'")
+        run("UPDATE `user` SET createdAt = createdAt + INTERVAL 1 SECOND WHERE id = 'usr_0030'")
+        run("UPDATE `user` SET id = 'USR_0040' WHERE id = 'usr_0040'")
+    ensure_topics(admin_client(settings.kafka_bootstrap), settings.topic_prefix, ["user"], 1, 1)
+    env = {
+        **os.environ,
+        "D1CDC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "D1CDC_TOPIC_PREFIX": settings.topic_prefix,
+        "D1CDC_TARGET_URL": settings.target_url.get_secret_value(),
+        "D1CDC_SOURCE_PATH": str(settings.source_path),
+        "D1CDC_MAPPING_PATH": str(settings.mapping_path),
+        "D1CDC_LOG_FORMAT": "json",
+    }
+    cmd = [sys.executable, "-m", "worker", "verify", "--json", "--settle-seconds", "0", "--fix"]
+    fixed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert fixed.returncode == 1, fixed.stderr
+    assert json.loads(fixed.stdout)["fix_events"] == 6  # 2 missing + 2 mismatched + 2 extra
+    outcome = run_until_caught_up(settings, mapping, timeout_s=120)
+    assert outcome.caught_up and outcome.dead_letters == 0
+    report, _ = run_verify(settings, mapping, engine)
+    assert report.clean, report.as_dict()
+    assert report.matching == ROWS

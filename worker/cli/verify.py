@@ -18,7 +18,7 @@ from worker.cli.context import settings_from
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.errors import D1cdcError
-from worker.schema.mapping import TableMapping, load_mapping
+from worker.schema.mapping import Mapping, TableMapping, load_mapping
 from worker.verify.fix import emit_fixes
 from worker.verify.metrics_file import write_verify_metrics
 from worker.verify.readers import SourceChunks
@@ -109,7 +109,7 @@ def verify(
     record_run(engine, reports)
     if metrics_file is not None:
         write_verify_metrics(metrics_file, reports)
-    emitted = _fix(settings, chosen, reports, source) if fix else 0
+    emitted = _fix(settings, mapping, chosen, reports, source) if fix else 0
     engine.dispose()
     if as_json:
         body = {
@@ -131,13 +131,14 @@ def verify(
 
 def _fix(
     settings: Settings,
+    mapping: Mapping,
     chosen: list[TableMapping],
     reports: list[TableReport],
     source: Source,
 ) -> int:
     from producers.emitter import ChangeEmitter
 
-    emitter = ChangeEmitter.from_settings(settings, origin="fix")
+    emitter = ChangeEmitter.from_settings(settings, mapping, origin="fix")
     emitted = 0
     by_name = {t.name: t for t in chosen}
     for report in reports:
