@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Engine
 from producers.sources.base import Source
 from worker.errors import ConversionError
 from worker.schema.mapping import TableMapping
-from worker.verify.checksum import SourceRenderer, TargetChecksums
+from worker.verify.checksum import Checksum, SourceRenderer, TargetChecksums
 from worker.verify.diff import ChunkDiff, Key, Row, diff_chunks
 from worker.verify.normalize import RowComparer
 from worker.verify.readers import SourceChunks, TargetChunks
@@ -127,16 +128,15 @@ class TableVerifier:
         report = TableReport(self.comparer.table.name)
         first_pass = ChunkDiff()
         overflow = {"missing": 0, "extra": 0, "mismatched": 0}
-        last: Key | None = None
-        while True:
-            if self.checksums is None:
-                high, rows = self._diff_chunk(last, first_pass, overflow, report)
-            else:
-                high, rows = self._checksum_chunk(last, first_pass, overflow, report)
-            self.on_progress(rows)
-            if high is None:
-                break
-            last = high
+        if self.checksums is None:
+            last: Key | None = None
+            while True:
+                last, rows = self._diff_chunk(last, first_pass, overflow, report)
+                self.on_progress(rows)
+                if last is None:
+                    break
+        else:
+            self._run_checksums(first_pass, overflow, report)
         self._recheck(first_pass, report)
         # Beyond the re-check cap, differences are reported as found, without a second look.
         report.missing += overflow["missing"]
@@ -147,20 +147,48 @@ class TableVerifier:
     def _bounds(self, low: Key | None, high: Key | None) -> tuple[Key | None, Key | None]:
         return _target_bound(self.comparer, low), _target_bound(self.comparer, high)
 
-    def _checksum_chunk(
-        self, low: Key | None, total: ChunkDiff, overflow: dict[str, int], report: TableReport
-    ) -> tuple[Key | None, int]:
-        """Compare checksums of the chunk after `low`; only a differing one is read in full."""
+    def _run_checksums(
+        self, total: ChunkDiff, overflow: dict[str, int], report: TableReport
+    ) -> None:
+        """Checksum chunk after chunk; MySQL works on chunk N while SQLite renders N+1.
+
+        The target's checksum is a query (the GIL is free while it runs), so it overlaps
+        with the source's rendering. Only a chunk whose checksums differ is read in full.
+        """
         assert self.checksums is not None
-        source_renderer, target_sums = self.checksums
-        self.chunks += 1
-        last_raw, source_sum = source_renderer.after(low, self.chunk_rows)
-        high = tuple(last_raw) if source_sum.rows == self.chunk_rows else None
-        if source_sum == target_sums.between(*self._bounds(low, high)):
+        renderer, target_sums = self.checksums
+        pending: tuple[Key | None, Checksum, Future[Checksum]] | None = None
+        low: Key | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-target") as pool:
+            while True:
+                self.chunks += 1
+                last_raw, source_sum = renderer.after(low, self.chunk_rows)
+                high = tuple(last_raw) if source_sum.rows == self.chunk_rows else None
+                future = pool.submit(target_sums.between, *self._bounds(low, high))
+                if pending is not None:
+                    self._settle(*pending, total, overflow, report)
+                pending = (low, source_sum, future)
+                if high is None:
+                    break
+                low = high
+            self._settle(*pending, total, overflow, report)
+
+    def _settle(
+        self,
+        low: Key | None,
+        source_sum: Checksum,
+        target_sum: Future[Checksum],
+        total: ChunkDiff,
+        overflow: dict[str, int],
+        report: TableReport,
+    ) -> None:
+        if target_sum.result() == source_sum:
             total.matching += source_sum.rows
             report.processed += source_sum.rows
-            return high, source_sum.rows
-        return self._diff_chunk(low, total, overflow, report)
+            self.on_progress(source_sum.rows)
+        else:
+            _, rows = self._diff_chunk(low, total, overflow, report)
+            self.on_progress(rows)
 
     def _diff_chunk(
         self, low: Key | None, total: ChunkDiff, overflow: dict[str, int], report: TableReport
