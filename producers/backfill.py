@@ -1,0 +1,235 @@
+"""The backfill poller: source rows → `origin: "backfill"` upserts, resumable by watermark.
+
+Per table, in foreign-key level order (the mapping's `level`), page through the source
+with keyset paging (see `producers.keyset`), emit each page through the `ChangeEmitter`,
+`flush()` until Kafka acknowledged all of it, and only then save the table's watermark.
+A `kill -9` therefore resumes at or before the last acknowledged row: no gap, and the
+duplicates it may cause are harmless (consumers are idempotent and version-guarded).
+
+What plain watermark polling misses, and what covers it here (DESIGN.md):
+- rows sharing the watermark's timestamp → keyset on (version, pk) plus the lookback;
+- late commits (`updatedAt` set before the write commits) → every cycle re-reads from
+  watermark - `lookback_s`;
+- writes that do not bump `updatedAt` → not visible to polling; the app shim emits them,
+  and tables without a version column are fully re-scanned every cycle;
+- hard deletes → key-set diff against the target (`producers.deletes`).
+Rows are emitted in their raw source representation; the consumer converts them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+from sqlalchemy.engine import Engine
+
+from producers.deletes import find_deleted_keys
+from producers.emitter import ChangeEmitter
+from producers.keyset import Watermark, lookback_floor, next_page, start_watermark
+from producers.sources.base import Source, quote_ident
+from producers.watermarks import WatermarkStore
+from worker.logs import get_logger
+from worker.schema.mapping import TableMapping
+
+ORIGIN = "backfill"
+_log = get_logger("d1cdc.backfill")
+
+
+class ProgressSink(Protocol):
+    def start(self, table: str, total: int | None) -> None: ...
+    def advance(self, table: str, rows: int) -> None: ...
+
+
+class NoProgress:
+    def start(self, table: str, total: int | None) -> None:
+        pass
+
+    def advance(self, table: str, rows: int) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class BackfillOptions:
+    chunk: int = 5000
+    lookback_s: float = 300.0
+    detect_deletes: bool = True
+    flush_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class TableResult:
+    table: str
+    emitted: int
+    deleted: int
+    seconds: float
+    completed: bool  # False when stopped (SIGTERM) before the table's pass ended
+
+
+class Backfill:
+    def __init__(
+        self,
+        source: Source,
+        emitter: ChangeEmitter,
+        store: WatermarkStore,
+        target: Engine,
+        options: BackfillOptions | None = None,
+        *,
+        progress: ProgressSink | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.source = source
+        self.emitter = emitter
+        self.store = store
+        self.target = target
+        self.options = options or BackfillOptions()
+        self.progress: ProgressSink = progress or NoProgress()
+        self.stop = stop or threading.Event()
+        self._pending: list[tuple[int, Watermark]] = []  # (last sequence, page watermark)
+        self.cycles = 0  # completed passes over all tables (watchable from another thread)
+
+    def run_once(self, tables: list[TableMapping]) -> list[TableResult]:
+        """One pass over `tables`, parents before children."""
+        results = []
+        for table in sorted(tables, key=lambda t: (t.level, t.name)):
+            if self.stop.is_set():
+                break
+            result = self.run_table(table)
+            _log.info(
+                "table pass done",
+                table=table.name,
+                emitted=result.emitted,
+                deleted=result.deleted,
+                seconds=round(result.seconds, 2),
+                completed=result.completed,
+            )
+            results.append(result)
+        if not self.stop.is_set():
+            self.cycles += 1
+        return results
+
+    def follow(self, tables: list[TableMapping], interval_s: float) -> int:
+        """Poll until `stop` is set; returns the number of cycles run."""
+        started = self.cycles
+        while not self.stop.is_set():
+            self.run_once(tables)
+            self.stop.wait(interval_s)
+        return self.cycles - started
+
+    def run_table(self, table: TableMapping) -> TableResult:
+        started = time.monotonic()
+        mark = self.store.load(table.name) or start_watermark(table)
+        emitted = 0
+        if mark.phase in ("snapshot", "scan"):
+            mark, count, finished = self._key_pass(table, mark)
+            emitted += count
+            if not finished:
+                return TableResult(table.name, emitted, 0, time.monotonic() - started, False)
+        if mark.phase == "incremental":
+            mark, count, finished = self._incremental_pass(table, mark)
+            emitted += count
+            if not finished:
+                return TableResult(table.name, emitted, 0, time.monotonic() - started, False)
+        deleted = self._emit_deletes(table) if self.options.detect_deletes else 0
+        return TableResult(table.name, emitted, deleted, time.monotonic() - started, True)
+
+    # -- passes ------------------------------------------------------------------------
+
+    def _key_pass(self, table: TableMapping, mark: Watermark) -> tuple[Watermark, int, bool]:
+        """Page by primary key from `mark.pk`; on completion move to the next phase."""
+        if mark.phase == "snapshot" and mark.pk is None:
+            # Everything changed after this moment has a version ≥ high (minus late commits,
+            # which the lookback covers), so the incremental phase can start from it.
+            version = quote_ident(table.version_columns[0])
+            high = self._scalar(f"SELECT max({version}) AS v FROM {quote_ident(table.name)}")
+            mark = replace(mark, snapshot_high=high)
+        self.progress.start(table.name, self._count(table))
+        emitted = 0
+        while True:
+            if self.stop.is_set():
+                self._settle(table)
+                return mark, emitted, False
+            page = next_page(table, mark, self.options.chunk)
+            rows = self.source.query(page.sql, page.params)
+            if rows:
+                mark = mark.advanced(rows[-1], table, len(rows))
+                self._emit(table, rows, mark)
+                emitted += len(rows)
+            if len(rows) < self.options.chunk:
+                break
+        self._settle(table)
+        if mark.phase == "snapshot":
+            mark = Watermark(
+                "incremental", version=mark.snapshot_high, rows_emitted=mark.rows_emitted
+            )
+        else:
+            mark = Watermark("scan", rows_emitted=mark.rows_emitted)  # next cycle: from the top
+        self.store.save(table.name, mark)
+        return mark, emitted, True
+
+    def _incremental_pass(
+        self, table: TableMapping, mark: Watermark
+    ) -> tuple[Watermark, int, bool]:
+        kind = table.columns[table.version_columns[0]].type.kind
+        floor = lookback_floor(mark.version, kind, self.options.lookback_s)
+        self.progress.start(table.name, None)
+        emitted, first = 0, True
+        while True:
+            if self.stop.is_set():
+                self._settle(table)
+                return mark, emitted, False
+            page = next_page(table, mark, self.options.chunk, floor=floor, first=first)
+            first = False
+            rows = self.source.query(page.sql, page.params)
+            if rows:
+                mark = mark.advanced(rows[-1], table, len(rows))
+                self._emit(table, rows, mark)
+                emitted += len(rows)
+            if len(rows) < self.options.chunk:
+                self._settle(table)
+                return mark, emitted, True
+
+    def _emit(self, table: TableMapping, rows: list[dict[str, Any]], mark: Watermark) -> None:
+        """Produce a page without waiting for it; checkpoint pages Kafka already acked.
+
+        Waiting for each page's acknowledgement before reading the next one would cost a
+        broker round trip (plus linger) per page; instead the next page is read while this
+        one is in flight, and a page's watermark is saved once every event up to its last
+        one is acknowledged (the emitter's `acked_through`)."""
+        pk = table.primary_key
+        for row in rows:
+            self.emitter.upsert(table.name, row, key={c: row[c] for c in pk}, origin=ORIGIN)
+        self.emitter.poll(0)
+        self._pending.append((self.emitter.last_sequence, mark))
+        self._save_acknowledged(table)
+        self.progress.advance(table.name, len(rows))
+
+    def _save_acknowledged(self, table: TableMapping) -> None:
+        acked = [i for i, (seq, _) in enumerate(self._pending) if seq <= self.emitter.acked_through]
+        if acked:
+            self.store.save(table.name, self._pending[acked[-1]][1])
+            del self._pending[: acked[-1] + 1]
+
+    def _settle(self, table: TableMapping) -> None:
+        """Wait for every page in flight, then save the last watermark (end of a pass/stop)."""
+        self.emitter.flush(self.options.flush_timeout_s)
+        self._save_acknowledged(table)
+
+    def _emit_deletes(self, table: TableMapping) -> int:
+        gone = find_deleted_keys(self.source, self.target, table)
+        for key in gone:
+            self.emitter.delete(
+                table.name, dict(zip(table.primary_key, key, strict=True)), origin=ORIGIN
+            )
+        if gone:
+            self.emitter.flush(self.options.flush_timeout_s)
+            _log.info("deletes emitted", table=table.name, count=len(gone))
+        return len(gone)
+
+    def _scalar(self, sql: str) -> Any:
+        rows = self.source.query(sql)
+        return next(iter(rows[0].values())) if rows else None
+
+    def _count(self, table: TableMapping) -> int:
+        return int(self._scalar(f"SELECT count(*) AS n FROM {quote_ident(table.name)}") or 0)

@@ -1,0 +1,129 @@
+"""Pure keyset paging: where a table's scan stands, and the SQL for its next page.
+
+Never OFFSET: each page starts strictly after the last (version, primary key) seen, so a
+page costs the same at row 10 and at row 10 million, and concurrent inserts cannot shift
+rows between pages. Comparisons happen in SQLite on the source's own representation
+(Unix seconds, milliseconds or text), with SQLite's row-value ordering.
+
+A table's scan goes through phases:
+
+- `snapshot` (tables with a version column, first run): page by primary key — cheap on
+  the rowid/PK index — after noting `snapshot_high`, the highest version before it began;
+- `incremental`: page by (version, primary key) from `lookback_floor(watermark)`; rows
+  changed during the snapshot have versions ≥ `snapshot_high` - lookback and are re-read;
+- `scan` (tables without a version column): a full primary-key pass every cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from producers.sources.base import quote_ident
+from worker.schema.mapping import TableMapping
+
+Phase = Literal["snapshot", "incremental", "scan"]
+# Above this a Unix timestamp must be milliseconds (1e11 s is the year 5138): Drizzle's
+# deprecated `.defaultNow()` writes milliseconds even into a seconds column.
+_MS_THRESHOLD = 100_000_000_000
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """How far a table's scan got; persisted after Kafka acknowledged every row up to it."""
+
+    phase: Phase
+    pk: tuple[Any, ...] | None = None  # last primary key emitted in this phase
+    version: Any = None  # incremental: version of the last row emitted
+    snapshot_high: Any = None  # snapshot: max(version) read before it started
+    rows_emitted: int = 0
+
+    def advanced(self, last_row: dict[str, Any], table: TableMapping, count: int) -> Watermark:
+        pk = tuple(last_row[c] for c in table.primary_key)
+        version = last_row[table.version_columns[0]] if self.phase == "incremental" else None
+        return replace(self, pk=pk, version=version, rows_emitted=self.rows_emitted + count)
+
+
+def start_watermark(table: TableMapping) -> Watermark:
+    return Watermark("snapshot" if table.version_columns else "scan")
+
+
+def lookback_floor(version: Any, kind: str, seconds: float) -> Any:
+    """`version` moved back by `seconds`, in the same representation (int s/ms or text).
+
+    Integer versions that are not timestamps (a plain counter) have no time axis: they are
+    returned unchanged, so the re-read starts at the watermark's own version (ties re-read).
+    """
+    if seconds <= 0 or version is None or isinstance(version, bool):
+        return version
+    if isinstance(version, int | float):
+        if kind == "timestamp_ms" or (kind.startswith("timestamp") and version > _MS_THRESHOLD):
+            return version - int(seconds * 1000)
+        if kind.startswith("timestamp"):
+            return version - int(seconds)
+        return version
+    if isinstance(version, str):
+        try:
+            moment = datetime.fromisoformat(version)
+        except ValueError:
+            return version  # not a date: compare from the watermark itself
+        earlier = moment - timedelta(seconds=seconds)
+        if "T" in version:
+            return earlier.isoformat()
+        return earlier.strftime("%Y-%m-%d %H:%M:%S")
+    return version
+
+
+@dataclass(frozen=True)
+class Page:
+    sql: str
+    params: tuple[Any, ...]
+
+
+def _row_value(columns: Sequence[str]) -> str:
+    quoted = [quote_ident(c) for c in columns]
+    return quoted[0] if len(quoted) == 1 else "(" + ", ".join(quoted) + ")"
+
+
+def _placeholders(count: int) -> str:
+    return "?" if count == 1 else "(" + ", ".join("?" for _ in range(count)) + ")"
+
+
+def next_page(
+    table: TableMapping, mark: Watermark, limit: int, *, floor: Any = None, first: bool = False
+) -> Page:
+    """The SELECT for the page after `mark`.
+
+    In the incremental phase the first page of a cycle starts at `floor` (the watermark's
+    version minus the lookback), inclusive; later pages continue after (version, pk).
+    """
+    name = quote_ident(table.name)
+    pk = table.primary_key
+    if mark.phase in ("snapshot", "scan"):
+        order = ", ".join(quote_ident(c) for c in pk)
+        if mark.pk is None:
+            return Page(f"SELECT * FROM {name} ORDER BY {order} LIMIT ?", (limit,))
+        where = f"{_row_value(pk)} > {_placeholders(len(pk))}"
+        return Page(
+            f"SELECT * FROM {name} WHERE {where} ORDER BY {order} LIMIT ?", (*mark.pk, limit)
+        )
+    version_col = table.version_columns[0]
+    order_cols = (version_col, *pk)
+    order = ", ".join(quote_ident(c) for c in order_cols)
+    v = quote_ident(version_col)
+    if first or mark.pk is None:
+        params: tuple[Any, ...] = ()
+        if floor is None:
+            where = f"{v} IS NOT NULL"
+        else:
+            where, params = f"{v} >= ?", (floor,)
+        return Page(
+            f"SELECT * FROM {name} WHERE {where} ORDER BY {order} LIMIT ?", (*params, limit)
+        )
+    where = f"{_row_value(order_cols)} > {_placeholders(len(order_cols))}"
+    return Page(
+        f"SELECT * FROM {name} WHERE {where} ORDER BY {order} LIMIT ?",
+        (mark.version, *mark.pk, limit),
+    )

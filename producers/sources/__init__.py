@@ -1,0 +1,21 @@
+"""Where rows are read from: an SQLite file (default) or the D1 HTTP API, one interface."""
+
+from __future__ import annotations
+
+from producers.sources.base import Source
+from producers.sources.d1http import D1HttpSource
+from producers.sources.sqlite import SqliteSource
+from worker.config import Settings
+
+__all__ = ["D1HttpSource", "Source", "SqliteSource", "open_source"]
+
+
+def open_source(settings: Settings) -> Source:
+    if settings.source == "d1http":
+        return D1HttpSource(
+            settings.d1_account_id,
+            settings.d1_database_id,
+            settings.d1_api_token.get_secret_value(),
+            settings.d1_api_base,
+        )
+    return SqliteSource(settings.source_path)

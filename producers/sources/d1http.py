@@ -1,0 +1,136 @@
+"""The Cloudflare D1 HTTP query API as a source.
+
+`POST {base}/accounts/{account}/d1/database/{db}/query` with `{"sql", "params"}` answers
+`{"success", "errors", "messages", "result": [{"results", "success", "meta"}]}`. Limits that
+shape this client (DESIGN.md): ≤ 100 bound parameters per query, 30 s per query, 1,200
+requests per 5 minutes per account. 429 and 5xx are retried with exponential backoff
+(honouring `Retry-After`); other refusals are errors naming the HTTP status and D1's reason.
+The API token is sent as a bearer header and never appears in a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from tenacity import (
+    RetryCallState,
+    retry,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from producers.sources.base import Row, check_param_count
+from producers.sources.budget import RequestBudget
+from worker.errors import ConfigError, ServiceError
+
+QUERY_TIMEOUT_S = 35.0  # D1 stops a query at 30 s; allow for the round trip
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class D1HttpSource:
+    def __init__(
+        self,
+        account_id: str,
+        database_id: str,
+        api_token: str,
+        api_base: str = "https://api.cloudflare.com/client/v4",
+        *,
+        budget: RequestBudget | None = None,
+        max_attempts: int = 6,
+        backoff_initial: float = 0.5,
+        client: httpx.Client | None = None,
+    ) -> None:
+        for setting, value in (
+            ("D1CDC_D1_ACCOUNT_ID", account_id),
+            ("D1CDC_D1_DATABASE_ID", database_id),
+            ("D1CDC_D1_API_TOKEN", api_token),
+        ):
+            if not value:
+                raise ConfigError(f"source=d1http needs {setting}")
+        self.name = f"d1:{database_id}"
+        self.url = f"{api_base.rstrip('/')}/accounts/{account_id}/d1/database/{database_id}/query"
+        self.budget = budget or RequestBudget()
+        self.requests = 0
+        self.retries = 0
+        self._client = client or httpx.Client(timeout=QUERY_TIMEOUT_S)
+        self._client.headers["Authorization"] = f"Bearer {api_token}"
+        exponential = wait_exponential_jitter(
+            multiplier=backoff_initial, max=60, jitter=backoff_initial
+        )
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            hinted = exc.retry_after if isinstance(exc, _Retryable) else None
+            return max(exponential(state), hinted or 0.0)
+
+        self._post = retry(
+            retry=retry_if_exception_type(_Retryable),
+            wait=wait,
+            stop=stop_after_attempt(max_attempts),
+            before_sleep=self._count_retry,
+            reraise=True,
+        )(self._post_once)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        check_param_count(params)
+        try:
+            body = self._post({"sql": sql, "params": list(params)})
+        except _Retryable as exc:
+            raise ServiceError(f"D1 API ({self.name}) kept failing: {exc}") from None
+        results = body["result"][0]["results"]
+        return [{k: _from_json(v) for k, v in r.items()} for r in results]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _count_retry(self, _state: RetryCallState) -> None:
+        self.retries += 1
+
+    def _post_once(self, payload: dict[str, Any]) -> dict[str, Any]:
+        self.budget.acquire()
+        self.requests += 1
+        try:
+            response = self._client.post(self.url, json=payload)
+        except httpx.TransportError as exc:
+            raise _Retryable(f"{type(exc).__name__}: {exc}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise _Retryable(f"HTTP {response.status_code}", _retry_after(response))
+        try:
+            body: dict[str, Any] = response.json()
+        except ValueError:
+            raise ServiceError(
+                f"D1 API ({self.name}) answered HTTP {response.status_code} with non-JSON"
+            ) from None
+        if response.status_code != 200 or not body.get("success"):
+            raise ServiceError(
+                f"D1 API ({self.name}) refused the query (HTTP {response.status_code}): "
+                f"{_first_error(body)}"
+            )
+        return body
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    return float(value) if value.replace(".", "", 1).isdigit() else None
+
+
+def _first_error(body: dict[str, Any]) -> str:
+    errors = body.get("errors") or []
+    if errors and isinstance(errors[0], dict):
+        return str(errors[0].get("message", errors[0]))
+    return "no reason given"
+
+
+def _from_json(value: Any) -> Any:
+    # D1 returns BLOB values as arrays of byte values.
+    if isinstance(value, list):
+        return bytes(value)
+    return value

@@ -1,0 +1,39 @@
+"""The SQLite-file source: a D1 export or wrangler's local state file, opened read-only."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from producers.sources.base import Row, check_param_count
+from worker.errors import ConfigError, ServiceError
+
+
+class SqliteSource:
+    """Read-only access to an SQLite file; safe to read while an application writes to it."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise ConfigError(f"source file {path} (D1CDC_SOURCE_PATH) does not exist")
+        self.name = f"sqlite:{path}"
+        # mode=ro: the poller must never write to the application's database.
+        self._conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30
+        )
+        self._conn.row_factory = sqlite3.Row
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        check_param_count(params)
+        try:
+            cursor = self._conn.execute(sql, tuple(params))
+            rows = [dict(r) for r in cursor.fetchall()]
+        except sqlite3.Error as exc:
+            raise ServiceError(f"source query failed on {self.name}: {exc}") from None
+        # End the implicit read transaction so the next query sees newer commits.
+        self._conn.commit()
+        return rows
+
+    def close(self) -> None:
+        self._conn.close()

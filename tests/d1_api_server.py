@@ -1,0 +1,116 @@
+"""A small local stand-in for the Cloudflare D1 HTTP query API, serving an SQLite file.
+
+It speaks the documented request/response shape — `POST /accounts/{a}/d1/database/{d}/query`
+with `{"sql", "params"}` → `{"success", "errors", "messages", "result": [{"results",
+"success", "meta"}]}` — enforces the bearer token and D1's 100-parameter limit, returns
+BLOBs as arrays of byte values like D1 does, and can be told to fail the next requests
+(e.g. 429) to exercise the client's retries.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_PATH = re.compile(r"^/client/v4/accounts/([^/]+)/d1/database/([^/]+)/query$")
+
+
+class D1ApiServer(ThreadingHTTPServer):
+    def __init__(self, db_path: Path, token: str, account: str, database: str) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.db_path = db_path
+        self.token = token
+        self.account = account
+        self.database = database
+        self.fail_next: list[int] = []  # HTTP statuses to answer with before serving again
+        self.queries: list[tuple[str, list[Any]]] = []
+        self.lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host!s}:{port}/client/v4"
+
+
+def _envelope(results: list[dict[str, Any]] | None, errors: list[dict[str, Any]]) -> bytes:
+    result = (
+        []
+        if results is None
+        else [
+            {"results": results, "success": True, "meta": {"rows_read": len(results), "changes": 0}}
+        ]
+    )
+    body = {"success": not errors, "errors": errors, "messages": [], "result": result}
+    return json.dumps(body).encode("utf-8")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: D1ApiServer
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet in test output
+        pass
+
+    def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        payload = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        match = _PATH.match(self.path)
+        if not match or match.groups() != (self.server.account, self.server.database):
+            self._answer(404, _envelope(None, [{"code": 7404, "message": "database not found"}]))
+            return
+        if self.headers.get("Authorization") != f"Bearer {self.server.token}":
+            self._answer(401, _envelope(None, [{"code": 10000, "message": "Authentication error"}]))
+            return
+        with self.server.lock:
+            failure = self.server.fail_next.pop(0) if self.server.fail_next else None
+            self.server.queries.append((payload["sql"], payload.get("params", [])))
+        if failure is not None:
+            error = [{"code": 971, "message": "Please wait and consider throttling"}]
+            self._answer(failure, _envelope(None, error), {"Retry-After": "0"})
+            return
+        params = payload.get("params", [])
+        if len(params) > 100:
+            error = [{"code": 7500, "message": "too many SQL variables"}]
+            self._answer(400, _envelope(None, error))
+            return
+        try:
+            conn = sqlite3.connect(self.server.db_path)
+            conn.row_factory = sqlite3.Row
+            rows = [dict(r) for r in conn.execute(payload["sql"], params).fetchall()]
+            conn.commit()
+            conn.close()
+        except sqlite3.Error as exc:
+            self._answer(400, _envelope(None, [{"code": 7500, "message": str(exc)}]))
+            return
+        results = [
+            {k: list(v) if isinstance(v, bytes) else v for k, v in row.items()} for row in rows
+        ]
+        self._answer(200, _envelope(results, []))
+
+
+@contextmanager
+def serve_d1_api(
+    db_path: Path, token: str = "test-token", account: str = "acct", database: str = "db1"
+) -> Iterator[D1ApiServer]:
+    server = D1ApiServer(db_path, token, account, database)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()

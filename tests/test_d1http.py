@@ -1,0 +1,112 @@
+"""The D1 HTTP source against a local server speaking the documented D1 query API."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from d1_api_server import D1ApiServer, serve_d1_api
+
+from producers.sources.base import MAX_PARAMS, column_names, rows_by_keys
+from producers.sources.budget import RequestBudget
+from producers.sources.d1http import D1HttpSource
+from worker.errors import ConfigError, ServiceError
+
+TOKEN = "tok-very-secret-123"
+
+
+@pytest.fixture
+def source_db(tmp_path: Path) -> Path:
+    path = tmp_path / "d1.sqlite"
+    conn = sqlite3.connect(path)
+    conn.execute('CREATE TABLE "user" (id TEXT PRIMARY KEY, n INTEGER, avatar BLOB)')
+    conn.executemany(
+        'INSERT INTO "user" VALUES (?, ?, ?)',
+        [(f"u{i:04d}", i, bytes([i % 256, 0])) for i in range(250)],
+    )
+    conn.commit()
+    conn.close()
+    return path
+
+
+@pytest.fixture
+def server(source_db: Path) -> Iterator[D1ApiServer]:
+    with serve_d1_api(source_db, token=TOKEN) as running:
+        yield running
+
+
+def _source(server: D1ApiServer, **kwargs: object) -> D1HttpSource:
+    return D1HttpSource("acct", "db1", TOKEN, server.base_url, backoff_initial=0.01, **kwargs)  # type: ignore[arg-type]
+
+
+def test_query_returns_rows_in_source_representation(server: D1ApiServer) -> None:
+    """Rows come back as dicts; D1's byte arrays become bytes again."""
+    rows = _source(server).query('SELECT * FROM "user" WHERE id = ?', ["u0003"])
+    assert rows == [{"id": "u0003", "n": 3, "avatar": b"\x03\x00"}]
+
+
+def test_lookup_of_more_than_100_keys_is_split_into_allowed_queries(server: D1ApiServer) -> None:
+    """250 keys (+ 5 missing) are fetched in queries of ≤ 100 parameters; all present ones found."""
+    keys = [(f"u{i:04d}",) for i in range(250)] + [(f"missing{i}",) for i in range(5)]
+    rows = rows_by_keys(_source(server), "user", ["id"], keys)
+    assert sorted(r["id"] for r in rows) == [f"u{i:04d}" for i in range(250)]
+    assert len(server.queries) == 3
+    assert all(len(params) <= MAX_PARAMS for _, params in server.queries)
+
+
+def test_composite_key_lookup_binds_whole_keys_per_chunk(server: D1ApiServer) -> None:
+    """A two-column key uses row values and never splits one key across two queries."""
+    keys = [(f"u{i:04d}", i) for i in range(120)]
+    rows = rows_by_keys(_source(server), "user", ["id", "n"], keys)
+    assert len(rows) == 120
+    assert all(len(params) % 2 == 0 and len(params) <= 100 for _, params in server.queries)
+
+
+def test_429_then_success_is_retried(server: D1ApiServer) -> None:
+    """Two throttled answers, then the query succeeds: the caller only sees the rows."""
+    server.fail_next = [429, 503]
+    source = _source(server)
+    assert column_names(source, "user") == ["id", "n", "avatar"]
+    assert source.retries == 2 and source.requests == 3
+
+
+def test_persistent_5xx_gives_up_with_a_service_error(server: D1ApiServer) -> None:
+    """Retries are bounded; then one ServiceError names the source, not the token."""
+    server.fail_next = [500] * 10
+    with pytest.raises(ServiceError, match=r"D1 API .*kept failing") as info:
+        _source(server, max_attempts=3).query("SELECT 1 AS one")
+    assert TOKEN not in str(info.value)
+
+
+def test_wrong_token_is_refused_without_retry_or_leak(server: D1ApiServer) -> None:
+    """HTTP 401 is not transient: one request, an error quoting D1's reason, no token."""
+    source = D1HttpSource("acct", "db1", "wrong-token-456", server.base_url)
+    with pytest.raises(ServiceError, match=r"HTTP 401.*Authentication error") as info:
+        source.query("SELECT 1 AS one")
+    assert "wrong-token-456" not in str(info.value) and source.requests == 1
+
+
+def test_missing_account_setting_names_the_variable() -> None:
+    """An empty account id is a ConfigError naming D1CDC_D1_ACCOUNT_ID."""
+    with pytest.raises(ConfigError, match="D1CDC_D1_ACCOUNT_ID"):
+        D1HttpSource("", "db1", TOKEN)
+
+
+def test_budget_waits_once_the_window_is_full() -> None:
+    """The (limit+1)-th request within the window waits until the oldest one ages out."""
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    budget = RequestBudget(limit=3, window=10.0, clock=lambda: now[0], sleep=sleep)
+    for t in (0.0, 1.0, 2.0):
+        now[0] = t
+        assert budget.acquire() == 0.0
+    now[0] = 3.0
+    assert budget.acquire() == pytest.approx(7.0)
+    assert slept == [pytest.approx(7.0)]
