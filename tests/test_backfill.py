@@ -162,12 +162,16 @@ def test_stop_mid_table_saves_the_acknowledged_position_and_a_rerun_resumes_ther
     assert set(_ids(settings, "member")) == {f"mb{i:05d}" for i in range(50)}
 
 
+MEMBERS = 20_000
+
+
 def test_kill_9_mid_table_then_restart_misses_no_row(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     """`d1cdc backfill` killed with SIGKILL mid-table and run again: every row is in Kafka."""
     settings = make_settings()
-    source = make_source(tmp_path / "src.sqlite", teams=2, members=3000)
+    # Large enough that the first run cannot finish between two looks at its watermark.
+    source = make_source(tmp_path / "src.sqlite", teams=2, members=MEMBERS)
     mapping_path = write_mapping(tmp_path / "mapping.toml")
     env = {
         **os.environ,
@@ -203,12 +207,12 @@ def test_kill_9_mid_table_then_restart_misses_no_row(
     first.wait()
     killed_at = store.load("member")
     assert killed_at is not None and killed_at.phase == "snapshot"  # really mid-table
-    assert killed_at.rows_emitted < 3000
+    assert killed_at.rows_emitted < MEMBERS
 
     subprocess.run(command, env=env, check=True, stderr=subprocess.DEVNULL, timeout=120)
     ids = _ids(settings, "member")
-    assert set(ids) == {f"mb{i:05d}" for i in range(3000)}
-    assert len(ids) < 2 * 3000  # resumed from the watermark, not from the top
+    assert set(ids) == {f"mb{i:05d}" for i in range(MEMBERS)}
+    assert len(ids) < 2 * MEMBERS  # resumed from the watermark, not from the top
 
 
 def test_backfill_reads_through_the_d1_http_api(

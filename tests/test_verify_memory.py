@@ -32,15 +32,18 @@ nullable = false
 type = "text"
 """
 
-# Runs the CLI in-process, then reports this process's own peak RSS (kB on Linux).
+# Runs the CLI in-process, then reports this process's own peak RSS in kB. VmHWM, not
+# getrusage(): ru_maxrss survives exec, so it would include the forking pytest process.
 MEASURE = """
-import resource, sys
+import sys
 from worker.cli.main import run
 sys.argv = ["d1cdc", *sys.argv[1:]]
 try:
     run()
 finally:
-    print("peak_rss_kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)
+    with open("/proc/self/status") as status:
+        hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    print("peak_rss_kb", hwm, file=sys.stderr)
 """
 
 
