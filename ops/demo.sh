@@ -9,14 +9,7 @@ cd "$(dirname "$0")/.."
 
 source ops/venv.sh
 
-started_services=0
-if ! bash ops/services.sh status >/dev/null 2>&1; then
-  started_services=1
-fi
-cleanup() { if ((started_services)); then bash ops/services.sh down || true; fi; }
-trap cleanup EXIT
-bash ops/services.sh up
-eval "$(bash ops/services.sh env)"
+source ops/with-services.sh
 
 .venv/bin/d1cdc doctor --only kafka,target
 .venv/bin/d1cdc demo "$@"

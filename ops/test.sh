@@ -10,14 +10,7 @@ cd "$(dirname "$0")/.."
 
 source ops/venv.sh            # creates .venv and installs d1cdc with its test extras
 
-started_services=0
-if ! bash ops/services.sh status >/dev/null 2>&1; then
-  started_services=1
-fi
-cleanup() { if ((started_services)); then bash ops/services.sh down || true; fi; }
-trap cleanup EXIT
-bash ops/services.sh up
-eval "$(bash ops/services.sh env)"
+source ops/with-services.sh
 
 echo "== ruff" >&2
 .venv/bin/ruff check .

@@ -97,6 +97,25 @@ def replicated(
     return settings, mapping, engine
 
 
+CORRUPTIONS = (
+    "DELETE FROM `user` WHERE id = 'usr_0003'",  # missing
+    "INSERT INTO `user` VALUES ('usr_9999', 'ghost', NULL, 1, "  # extra
+    "'2024-01-01 00:00:00', '2024-01-01 00:00:00')",
+    "UPDATE `user` SET firstName = 'changed' WHERE id = 'usr_0010'",  # changed column
+    # JSON key order and spacing only: must still match
+    """UPDATE `user` SET profile = '{"tags": [20, 21], "plan": "pro"}' WHERE id = 'usr_0020'""",
+    "UPDATE `user` SET createdAt = createdAt + INTERVAL 1 SECOND WHERE id = 'usr_0030'",
+    "UPDATE `user` SET id = 'USR_0040' WHERE id = 'usr_0040'",  # case-changed key
+)
+
+
+def corrupt(engine: sa.Engine) -> None:
+    """Damage the target in every way verify must tell apart."""
+    with engine.begin() as conn:
+        for statement in CORRUPTIONS:
+            conn.exec_driver_sql(statement)
+
+
 def run_verify(
     settings: Settings, mapping: Mapping, engine: sa.Engine, *, checksums: bool = True
 ) -> tuple[TableReport, int]:
@@ -127,18 +146,7 @@ def test_every_corruption_lands_in_its_category(
 ) -> None:
     """missing / extra / changed column / JSON re-ordered / +1 s / case-changed key."""
     settings, mapping, engine = replicated
-    with engine.begin() as conn:
-        run = conn.exec_driver_sql
-        run("DELETE FROM `user` WHERE id = 'usr_0003'")
-        run(
-            "INSERT INTO `user` VALUES ('usr_9999', 'ghost', NULL, 1, "
-            "'2024-01-01 00:00:00', '2024-01-01 00:00:00')"
-        )
-        run("UPDATE `user` SET firstName = 'changed' WHERE id = 'usr_0010'")
-        run("""UPDATE `user` SET profile = '{"tags": [20, 21], "plan": "pro"}'
-               WHERE id = 'usr_0020'""")
-        run("UPDATE `user` SET createdAt = createdAt + INTERVAL 1 SECOND WHERE id = 'usr_0030'")
-        run("UPDATE `user` SET id = 'USR_0040' WHERE id = 'usr_0040'")
+    corrupt(engine)
     report, diffed = run_verify(settings, mapping, engine, checksums=checksums)
     assert sorted(report.missing_keys) == [("usr_0003",), ("usr_0040",)]
     assert sorted(report.extra_keys) == [("USR_0040",), ("usr_9999",)]
@@ -187,16 +195,7 @@ def test_fix_repairs_every_corruption_through_kafka(
 ) -> None:
     """verify --fix re-emits rows (origin 'fix'); once consumed, a second verify is clean."""
     settings, mapping, engine = replicated
-    with engine.begin() as conn:
-        run = conn.exec_driver_sql
-        run("DELETE FROM `user` WHERE id = 'usr_0003'")
-        run(
-            "INSERT INTO `user` VALUES ('usr_9999', 'ghost', NULL, 1, "
-            "'2024-01-01 00:00:00', '2024-01-01 00:00:00')"
-        )
-        run("UPDATE `user` SET firstName = 'changed' WHERE id = 'usr_0010'")
-        run("UPDATE `user` SET createdAt = createdAt + INTERVAL 1 SECOND WHERE id = 'usr_0030'")
-        run("UPDATE `user` SET id = 'USR_0040' WHERE id = 'usr_0040'")
+    corrupt(engine)
     ensure_topics(admin_client(settings.kafka_bootstrap), settings.topic_prefix, ["user"], 1, 1)
     env = {
         **os.environ,
