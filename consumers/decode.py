@@ -15,8 +15,8 @@ from consumers.change import Change, DeadLetter, Source
 from consumers.versions import encode_version, ts_version
 from worker.envelope import ChangeEvent, decode_event
 from worker.errors import ConversionError, EnvelopeError, EventError, SchemaError
-from worker.schema.convert import convert_key, convert_row, version_of
-from worker.schema.mapping import Mapping, TableMapping
+from worker.schema.compiled import TableConverter, table_converter
+from worker.schema.mapping import Mapping
 
 
 @dataclass
@@ -46,28 +46,30 @@ def to_change(source: Source, mapping: Mapping) -> Change:
     expected_topic_suffix = "." + event.table
     if not source.topic.endswith(expected_topic_suffix):
         raise EnvelopeError(f"event for table {event.table!r} arrived on topic {source.topic!r}")
-    key = convert_key(table, event.key)
+    converter = table_converter(table)
+    key = converter.key(event.key)
     row = None
     if event.op == "upsert" and event.row is not None:
-        row = convert_row(table, event.row, key=event.key)
-    version, values = _version(table, event, row)
+        row = converter.row(event.row, key=event.key)
+    version, values = _version(converter, event, row)
     return Change(event.table, event.op, key, row, version, event.ts_ms, source, values)
 
 
 def _version(
-    table: TableMapping, event: ChangeEvent, row: dict[str, Any] | None
+    converter: TableConverter, event: ChangeEvent, row: dict[str, Any] | None
 ) -> tuple[bytes | None, tuple[Any, ...] | None]:
+    table = converter.table
     if not table.version_columns:
         return ts_version(event.ts_ms), None
     if row is None and event.row is not None:
         # A delete's version is its before-image's: the version of the row it removes.
         try:
-            row = convert_row(table, event.row, key=event.key)
+            row = converter.row(event.row, key=event.key)
         except ConversionError:
             row = None  # an unconvertible before-image still deletes, as one without image
     if row is None:
         return None, None
-    values = version_of(table, row)
+    values = converter.version(row)
     try:
         return encode_version(values), values
     except SchemaError as exc:

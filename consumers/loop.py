@@ -5,9 +5,12 @@ commit, then dead letters are produced and acknowledged, then the batch's offset
 committed synchronously. A failure anywhere before the commit leaves the offsets where
 they were: the batch is delivered again and P1/P2 make that harmless (P5).
 
-A batch is processed completely between two `consume()` calls, and rebalance callbacks
-only run inside `consume()`: when partitions are revoked there is never a half-applied
-batch to flush, so `on_revoke` has nothing to commit, and `on_lost` nothing to drop.
+One batch is applied in a background thread (`consumers.applier`) while the next is fetched
+and decoded; the loop waits for its outcome before submitting the next, so at most one
+batch is ever in flight (a succeeded batch's commit then overlaps the next one's apply).
+Rebalance callbacks run inside `consume()`: `on_revoke` waits for the batch in flight and
+commits it (flush, then give the partitions up); `on_lost` waits for it too but commits
+nothing, the partitions being someone else's.
 
 When MySQL stays unavailable beyond the in-process retries, the loop pauses its
 partitions, seeks back to the failed batch's first offsets and keeps polling (so the group
@@ -16,23 +19,23 @@ keeps it), probing MySQL every few seconds; it resumes when the probe succeeds.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from types import FrameType
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from sqlalchemy.engine import Engine
 
+from consumers.applier import AppliedBatch, BackgroundApplier, FailedBatch
 from consumers.backpressure import Backpressure
-from consumers.change import Change, Source
+from consumers.change import Source
 from consumers.coalesce import coalesce_batch
 from consumers.decode import decode_batch
 from consumers.dlq import DeadLetterProducer
 from consumers.progress import commit_offsets, partition_lags, sources_of
-from consumers.sink import ApplyResult, MySQLSink
+from consumers.signals import stop_on_signals
+from consumers.sink import MySQLSink
 from consumers.tombstones import prune_tombstones
 from producers.topics import dlq_topic, ensure_topics, topic_for
 from worker import metrics
@@ -88,6 +91,7 @@ class ConsumeLoop:
         self._stop = threading.Event()
         self.backpressure = Backpressure(self.engine, self.health)
         self.outcome = LoopOutcome()
+        self._applier: BackgroundApplier | None = None  # set while `run` runs
 
     # -- public ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -121,26 +125,24 @@ class ConsumeLoop:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        restore = self._install_signal_handlers()
+        restore = stop_on_signals(self.stop)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        self._applier = BackgroundApplier(self.sink, dlq)
         try:
             self._check_mysql()
             self._prune()
-            self._loop(consumer, dlq, until_caught_up, deadline)
+            self._loop(consumer, until_caught_up, deadline)
+            self._finish(consumer)  # the batch in flight: commit it before leaving
         finally:
             restore()
+            self._applier.close()  # after an error: let it end, never commit it
+            self._applier = None
             consumer.close()  # leaves the group: partitions move on at once
             metrics.PAUSED.set(0)
         return self.outcome
 
     # -- the loop -------------------------------------------------------------------------
-    def _loop(
-        self,
-        consumer: Consumer,
-        dlq: DeadLetterProducer,
-        until_caught_up: bool,
-        deadline: float | None,
-    ) -> None:
+    def _loop(self, consumer: Consumer, until_caught_up: bool, deadline: float | None) -> None:
         next_lag_check = 0.0
         next_prune = time.monotonic() + PRUNE_EVERY_S
         while not self._stop.is_set():
@@ -152,7 +154,9 @@ class ConsumeLoop:
                 self.backpressure.hold_back(consumer, sources_of(messages))
                 self.backpressure.probe_and_resume(consumer)
             elif messages:
-                self._process(consumer, dlq, messages)
+                self._process(consumer, messages)
+            else:
+                self._finish(consumer)  # idle: commit now; and "caught up" needs it applied
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 if not until_caught_up:
@@ -173,28 +177,49 @@ class ConsumeLoop:
                 next_prune = now + PRUNE_EVERY_S
                 self._prune()
 
-    def _process(
-        self, consumer: Consumer, dlq: DeadLetterProducer, messages: list[Message]
-    ) -> None:
+    def _process(self, consumer: Consumer, messages: list[Message]) -> None:
+        assert self._applier is not None
         sources = sources_of(messages)
         if not sources:
+            self._finish(consumer)
             return
         metrics.BATCH_SIZE.observe(len(sources))
         decoded = decode_batch(sources, self.mapping)
-        started = time.monotonic()
-        try:
-            result = self.sink.apply(coalesce_batch(decoded.changes))
-            self.health.mysql_ok = True
-            dead = decoded.dead + result.dead
-            dlq.send(dead)
-            dlq.flush()
-        except ServiceError as exc:
-            self.backpressure.pause(consumer, sources, str(exc))
+        coalesced = coalesce_batch(decoded.changes)
+        previous = self._applier.wait()  # batch N must be done before N+1 starts
+        if isinstance(previous, FailedBatch):
+            self._failed(consumer, previous)
+        if self.backpressure.active:
+            self.backpressure.hold_back(consumer, sources)  # N failed: N+1 waits too
             return
-        metrics.APPLY_SECONDS.observe(time.monotonic() - started)
-        offsets = self._commit(consumer, sources)
-        self._record(result, decoded.changes, len(dead), len(sources))
-        log.debug("batch applied", messages=len(sources), dead_letters=len(dead), offsets=offsets)
+        self._applier.submit(sources, decoded.changes, coalesced, decoded.dead)
+        if isinstance(previous, AppliedBatch):
+            # N succeeded, so committing it now is what committing it before submitting
+            # N+1 would be; this way the commit's round trip overlaps N+1's transaction.
+            self._applied(consumer, previous, commit=True)
+
+    def _finish(self, consumer: Consumer, *, commit: bool = True) -> None:
+        """Wait for the batch in flight; commit its offsets, or pause if MySQL is gone."""
+        outcome = self._applier.wait() if self._applier is not None else None
+        if isinstance(outcome, FailedBatch):
+            self._failed(consumer, outcome)
+        elif outcome is not None:
+            self._applied(consumer, outcome, commit=commit)
+
+    def _failed(self, consumer: Consumer, batch: FailedBatch) -> None:
+        self.backpressure.pause(consumer, batch.sources, str(batch.error))
+
+    def _applied(self, consumer: Consumer, outcome: AppliedBatch, *, commit: bool) -> None:
+        self.health.mysql_ok = True
+        metrics.APPLY_SECONDS.observe(outcome.seconds)
+        offsets = self._commit(consumer, outcome.sources) if commit else {}
+        self._record(outcome)
+        log.debug(
+            "batch applied",
+            messages=len(outcome.sources),
+            dead_letters=outcome.dead,
+            offsets=offsets,
+        )
 
     def _commit(self, consumer: Consumer, sources: list[Source]) -> dict[str, int]:
         """Commit synchronously; returns {"topic[partition]": next offset} for the log."""
@@ -218,7 +243,8 @@ class ConsumeLoop:
                 )
         return described
 
-    def _record(self, result: ApplyResult, changes: list[Change], dead: int, size: int) -> None:
+    def _record(self, batch: AppliedBatch) -> None:
+        result, changes = batch.result, batch.changes
         for (table, op), count in result.applied.items():
             if count:
                 metrics.EVENTS_APPLIED.labels(table, op).inc(count)
@@ -229,8 +255,8 @@ class ConsumeLoop:
         if newest:
             metrics.END_TO_END_LAG.set(max(0.0, time.time() - newest / 1000))
         self.outcome.batches += 1
-        self.outcome.messages += size
-        self.outcome.dead_letters += dead
+        self.outcome.messages += len(batch.sources)
+        self.outcome.dead_letters += batch.dead
 
     # -- rebalance and signals ------------------------------------------------------------
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -242,32 +268,19 @@ class ConsumeLoop:
             consumer.pause(partitions)  # still waiting for MySQL
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        # Nothing in flight here (see module docstring); forget rewinds of partitions we lose.
         log.info("partitions revoked", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
-        self.backpressure.forget(partitions)
-        self.health.assigned = bool(set(consumer.assignment()) - set(partitions))
+        self._finish(consumer)  # flush and commit the batch in flight while they are ours
+        self._release(consumer, partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
-        self._on_revoke(consumer, partitions)
+        self._finish(consumer, commit=False)  # no longer ours: their new owner re-applies it
+        self._release(consumer, partitions)
 
-    def _install_signal_handlers(self) -> Callable[[], None]:
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-
-        def handler(signum: int, _frame: FrameType | None) -> None:
-            log.info("signal received; finishing the current batch", signal=signum)
-            self.stop()
-
-        for sig in previous:
-            signal.signal(sig, handler)
-
-        def restore() -> None:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-        return restore
+    def _release(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Forget rewinds of partitions we lose: their new owner starts from the committed offset.
+        self.backpressure.forget(partitions)
+        self.health.assigned = bool(set(consumer.assignment()) - set(partitions))
 
     def _check_mysql(self) -> None:
         """Readiness from the start; an unreachable target is handled by the first batch."""

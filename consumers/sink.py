@@ -14,12 +14,15 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import sqlalchemy as sa
+from pymysql.cursors import Cursor
 from sqlalchemy.engine import Connection, Engine
 
 from consumers import sql, tombstones
 from consumers.change import Change, DeadLetter
+from consumers.literals import execute_upsert
 from consumers.plan import TablePlan, plan_table
 from consumers.retry import MYSQL_ERRORS, is_row_rejection, mysql_errno, mysql_message, with_retries
 from consumers.unique import find_unique_collisions
@@ -140,10 +143,10 @@ class MySQLSink:
         # The DBAPI cursor of this transaction's connection, directly: SQLAlchemy adds
         # per-row parameter handling to executemany that costs ~10% of the apply time
         # (measured with ops/bench/bench_apply.py), and PyMySQL's rewrite needs none of it.
-        cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor = cast(Cursor, conn.connection.dbapi_connection.cursor())  # type: ignore[union-attr]
         try:
             for part in tombstones.chunks(rows, self.rows_per_statement):
-                cursor.executemany(statement, part)
+                execute_upsert(cursor, statement, part)
         finally:
             cursor.close()
 

@@ -67,6 +67,8 @@ def _component(value: Any) -> bytes:
 
 def encode_version(values: Sequence[Any]) -> bytes:
     """Bytes ordered like `values` (compared lexicographically, NULL lowest)."""
+    if len(values) == 1:  # the usual single version column, without the generator
+        return _component(values[0])
     return b"".join(_component(v) for v in values)
 
 

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
+import time
 from collections.abc import Callable
 from datetime import UTC
 from pathlib import Path
@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from pydantic import SecretStr
 
 from consumers import retry
-from consumers.loop import ConsumeLoop
+from consumers.dlq import read_dead_letters
 from tests.consume_helpers import (
     BASE_MS,
-    MAPPING,
     MAPPING_TOML,
     create_topics,
     prepare_target,
@@ -145,34 +145,72 @@ def _assigned_partitions(log: Path) -> set[str]:
     return owned
 
 
-def test_mysql_outage_pauses_then_resumes_without_exiting(
-    settings: Settings, make_settings: Callable[..., Settings], monkeypatch: pytest.MonkeyPatch
+# Longer than the default in-process retry budget (consumers.retry.RETRY_BUDGET_S = 20 s), so
+# the transaction's retries run out and the loop's pause/seek/probe/resume path carries the
+# rest of the outage, as the issue asks ("MariaDB stopped for 30+ seconds").
+OUTAGE_S = 35.0
+
+
+def test_mysql_outage_of_35_s_pauses_then_resumes_and_the_process_never_exits(
+    settings: Settings, tmp_path: Path
 ) -> None:
-    """MySQL unreachable well past the retry budget: pause, keep polling, apply all after."""
-    monkeypatch.setattr(retry, "RETRY_BUDGET_S", 1.0)
+    """MySQL unreachable for 35 s with the default retry settings: the worker process retries,
+    pauses, keeps polling, resumes, applies every event exactly, and never exits.
+
+    A TCP proxy that cuts every open connection and refuses new ones stands in for a stopped
+    server: the client sees the same errors (2013 lost connection, 2003 refused), and the
+    shared MariaDB other tests use keeps running.
+    """
+    assert retry.RETRY_BUDGET_S < OUTAGE_S  # the outage outlasts the in-process retries
     url = sa.engine.make_url(settings.target_url.get_secret_value())
     proxy = TcpProxy(url.host or "127.0.0.1", url.port or 3306)
     proxy.start()
-    proxied = make_settings(
-        batch_size=50,
-        target_url=url.set(port=proxy.port).render_as_string(hide_password=False),
-    )
-    loop = ConsumeLoop(proxied, MAPPING)
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    first, _ = _history(keys=30, updates=1)
-    produce(settings.kafka_bootstrap, settings.topic_prefix, first)
-    wait_for(lambda: len(_versions(settings)) == 30 - 5, 60, "the first events")
-    proxy.stop()
-    second, final = _history(keys=30, updates=3)
-    produce(settings.kafka_bootstrap, settings.topic_prefix, second)
-    wait_for(lambda: loop.backpressure.active, 60, "the loop to pause")
-    assert not loop.health.mysql_ok
-    threading.Event().wait(8)  # the outage's length is the point: several failed probes
-    assert thread.is_alive() and loop.health.alive and loop.backpressure.active
-    proxy.start()
-    wait_for(lambda: _versions(settings) == final, 90, "everything applied after the outage")
-    assert loop.health.mysql_ok
-    loop.stop()
-    thread.join(30)
-    assert not thread.is_alive()
+    proxied_url = url.set(port=proxy.port).render_as_string(hide_password=False)
+    proxied = settings.model_copy(update={"target_url": SecretStr(proxied_url)})
+    log = tmp_path / "worker.log"
+    worker = _start(proxied, log=log)
+    try:
+        first, _ = _history(keys=30, updates=1)
+        produce(settings.kafka_bootstrap, settings.topic_prefix, first)
+        wait_for(lambda: len(_versions(settings)) == 30 - 5, 60, "the first events")
+        proxy.stop()
+        cut_at = time.monotonic()
+        second, final = _history(keys=30, updates=3)
+        produce(settings.kafka_bootstrap, settings.topic_prefix, second)
+        wait_for(lambda: _paused(log) or worker.poll() is not None, 60, "the worker to pause")
+        paused_after = time.monotonic() - cut_at
+
+        def outage_over_or_worker_gone() -> bool:
+            return worker.poll() is not None or time.monotonic() - cut_at >= OUTAGE_S
+
+        wait_for(outage_over_or_worker_gone, OUTAGE_S + 5, "the end of the outage")
+        assert worker.poll() is None, _tail(log)
+        assert _versions(settings) != final  # nothing could be applied meanwhile
+        proxy.start()
+        wait_for(lambda: _versions(settings) == final, 90, "everything applied after the outage")
+        assert worker.poll() is None, _tail(log)
+        events = _events(log)
+        assert paused_after >= retry.RETRY_BUDGET_S * 0.5  # it retried in process first
+        assert events.count("MySQL still unavailable") >= 3  # several failed probes while paused
+        assert "MySQL is back; resuming" in events
+        assert read_dead_letters(settings.kafka_bootstrap, f"{settings.topic_prefix}._dlq") == []
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, _tail(log)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        proxy.stop()
+
+
+def _paused(log: Path) -> bool:
+    return any(e.startswith("apply failed; pausing partitions") for e in _events(log))
+
+
+def _events(log: Path) -> list[str]:
+    """The `event` field of every JSON log line of a worker."""
+    lines = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    return [json.loads(line).get("event", "") for line in lines if line.startswith("{")]
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(encoding="utf-8", errors="replace")[-3000:]

@@ -105,3 +105,30 @@ def test_decimals_that_fit_round_trip_exactly(number: Decimal) -> None:
     """decimal(8,2) keeps every value with at most 6 integer digits and 2 decimals, as text too."""
     assert convert("decimal(8,2)", number) == number
     assert convert("decimal(8,2)", str(number)) == number
+
+
+def _stdlib_accepts(text: str) -> bool:
+    def refuse(name: str) -> object:
+        raise ValueError(name)
+
+    try:
+        json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return False
+    return True
+
+
+JSON_TOKENS = st.sampled_from(
+    ["{", "}", "[", "]", ",", ":", '"a"', "1", "-", "0", "9" * 20, ".5", "e9", "NaN", "Infinity",
+     "true", "nul", " ", "\t", "\x0c", "\\", '"\\ud800"', "\ufeff", "1e400", '"\x01"', '"\\u0000"']
+)  # fmt: skip
+
+
+@given(st.lists(JSON_TOKENS, max_size=12).map("".join) | st.text(max_size=20))
+def test_json_column_accepts_exactly_what_the_stdlib_decoder_accepts(text: str) -> None:
+    """The fast parser in front changes no verdict: valid JSON passes unchanged, the rest fails."""
+    try:
+        accepted = convert("json", text) == text
+    except ConversionError:
+        accepted = False
+    assert accepted == _stdlib_accepts(text)

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from uuid6 import uuid7
 
 from worker.errors import EnvelopeError
@@ -98,6 +99,14 @@ def _reject_constant(name: str) -> Any:
 # One decoder for every event: `json.loads(..., parse_constant=…)` would build a new
 # JSONDecoder per call, a fifth of the decode time (measured).
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+# orjson parses an envelope 4x faster, but turns integers beyond 64 bits into floats, and
+# rejects a few inputs the stdlib accepts (lone surrogates, NaN, BOM, 1e400). So it is only
+# trusted on bytes without a 19-digit run (every integer it holds is exact then) and only
+# when it succeeds; anything else is decided by the stdlib decoder, the contract's reference.
+# Equivalence is property-tested in tests/test_envelope_parse.py.
+# (Every digit → "0", every other byte → " ", then a substring test: 2x faster than a regex.)
+_DIGITS_ONLY = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
 
 
 def encode_key(key: Mapping[str, Any]) -> bytes:
@@ -122,28 +131,47 @@ def encode_event(event: ChangeEvent) -> tuple[bytes, bytes]:
         raise EnvelopeError(f"table {event.table!r}: event cannot be encoded: {exc}") from None
 
 
+def parse_json(value: bytes) -> Any:
+    """The JSON document in `value`, exactly as the stdlib decoder reads it; else EnvelopeError."""
+    if _LONG_DIGIT_RUN not in value.translate(_DIGITS_ONLY):
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            pass  # the stdlib decides, with its own message
+    try:
+        return _DECODER.decode(value.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise EnvelopeError(f"not UTF-8 JSON: {exc}") from None
+
+
+def _from_wire_values(values: dict[str, Any]) -> dict[str, Any]:
+    """`from_wire` of every value; the parser's fresh dict itself when all are plain scalars
+    (checked in C by `issuperset(map(type, …))`: the common case, no copy)."""
+    if _PLAIN.issuperset(map(type, values.values())):
+        return values
+    return {k: v if type(v) in _PLAIN else from_wire(v) for k, v in values.items()}
+
+
 def decode_event(value: bytes | None) -> ChangeEvent:
     """Parse and validate one message value; raise `EnvelopeError` naming what is wrong."""
     if value is None:
         raise EnvelopeError("null message value (a tombstone) is not an event")
-    try:
-        body = _DECODER.decode(value.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise EnvelopeError(f"not UTF-8 JSON: {exc}") from None
+    body = parse_json(value)
     if not isinstance(body, dict):
         raise EnvelopeError(f"envelope is a JSON {type(body).__name__}, not an object")
-    missing = _FIELDS - body.keys() - {"origin"}
-    if missing:
-        raise EnvelopeError(f"missing field(s): {', '.join(sorted(missing))}")
-    extra = body.keys() - _FIELDS
-    if extra:
-        raise EnvelopeError(f"unknown field(s): {', '.join(sorted(extra))}")
+    if body.keys() != _FIELDS:  # the usual envelope has exactly all fields: one comparison
+        missing = _FIELDS - body.keys() - {"origin"}
+        if missing:
+            raise EnvelopeError(f"missing field(s): {', '.join(sorted(missing))}")
+        extra = body.keys() - _FIELDS
+        if extra:
+            raise EnvelopeError(f"unknown field(s): {', '.join(sorted(extra))}")
     if type(body["v"]) is not int or body["v"] != ENVELOPE_VERSION:  # not True, not 1.0
         raise EnvelopeError(f"unsupported envelope version {body['v']!r}")
     table, op, key, row = body["table"], body["op"], body["key"], body["row"]
     if not isinstance(table, str) or not table:
         raise EnvelopeError("table must be a non-empty string")
-    if op not in OPS:
+    if op != "upsert" and op != "delete":  # not `in OPS`: a list or object is unhashable
         raise EnvelopeError(f"op must be 'upsert' or 'delete', not {op!r}")
     if not isinstance(key, dict) or not key:
         raise EnvelopeError("key must be a non-empty object")
@@ -159,12 +187,8 @@ def decode_event(value: bytes | None) -> ChangeEvent:
     origin = body.get("origin", "app")
     if not isinstance(origin, str):
         raise EnvelopeError("origin must be a string")
-    decoded_key = {k: v if type(v) in _PLAIN else from_wire(v) for k, v in key.items()}
-    decoded_row = (
-        None
-        if row is None
-        else {k: v if type(v) in _PLAIN else from_wire(v) for k, v in row.items()}
-    )
+    decoded_key = _from_wire_values(key)
+    decoded_row = None if row is None else _from_wire_values(row)
     if decoded_row is not None:
         for k, v in decoded_key.items():
             if k in decoded_row and decoded_row[k] != v:
