@@ -289,3 +289,12 @@ def test_version_of_reads_version_columns_in_order() -> None:
     assert version_of(USER, converted) == (datetime(2023, 11, 14, 22, 13, 20), 7)
     plain = TableMapping("t", {"id": column("bigint", name="id")}, ("id",))
     assert version_of(plain, {"id": 1}) == ()
+
+
+@pytest.mark.parametrize("type_text", ["text", "string(10)", "json"])
+def test_unpaired_surrogate_is_a_conversion_error_not_a_driver_crash(type_text: str) -> None:
+    """JSON can carry "\\ud800"; utf8mb4 cannot store it, so the event is rejected (DLQ)."""
+    value = '"\ud800"' if type_text == "json" else "a\ud800"
+    with pytest.raises(ConversionError, match="surrogate"):
+        convert(type_text, value)
+    assert convert(type_text, '"🚀"' if type_text == "json" else "🚀") is not None

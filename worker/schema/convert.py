@@ -174,6 +174,13 @@ def _timestamp_text(value: Any) -> datetime:
 def _text(value: Any) -> str:
     if not isinstance(value, str):
         raise _Unfit("a text column accepts only text")
+    if not value.isascii():
+        # JSON may carry an unpaired surrogate ("\ud800"); utf8mb4 cannot store it, and
+        # the driver would fail on it mid-batch instead of this event alone going to the DLQ.
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Unfit("text with an unpaired UTF-16 surrogate is not valid UTF-8") from None
     return value
 
 
