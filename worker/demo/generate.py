@@ -138,9 +138,15 @@ def _insert(conn: sqlite3.Connection, table: DemoTable, rows: Iterator[list[Any]
 def _internal_rows(conn: sqlite3.Connection) -> None:
     for statement in INTERNAL_TABLES_SQL:
         conn.execute(statement)
+    # applied_at is given, not left to DEFAULT CURRENT_TIMESTAMP: the file must be a pure
+    # function of (scale, seed), whatever second it is generated in.
     conn.executemany(
-        "INSERT INTO d1_migrations (name) VALUES (?)",
-        [("0000_initial.sql",), ("0001_teams.sql",), ("0002_competitions.sql",)],
+        "INSERT INTO d1_migrations (name, applied_at) VALUES (?, ?)",
+        [
+            ("0000_initial.sql", "2024-01-02 09:00:00"),
+            ("0001_teams.sql", "2024-03-04 10:30:00"),
+            ("0002_competitions.sql", "2024-06-07 11:45:00"),
+        ],
     )
     conn.execute("INSERT INTO _cf_KV VALUES ('__cf_meta', x'00')")
 
