@@ -92,6 +92,10 @@ class ConsumeLoop:
         self.backpressure = Backpressure(self.engine, self.health)
         self.outcome = LoopOutcome()
         self._applier: BackgroundApplier | None = None  # set while `run` runs
+        # Offsets of applied batches whose commit failed (e.g. ILLEGAL_GENERATION during a
+        # rebalance that left us the partition): retried until they stick, or the partition
+        # goes. Otherwise an idle partition's committed offset would never reach its end.
+        self._uncommitted: dict[tuple[str, int], int] = {}
 
     # -- public ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -157,6 +161,7 @@ class ConsumeLoop:
                 self._process(consumer, messages)
             else:
                 self._finish(consumer)  # idle: commit now; and "caught up" needs it applied
+                self._commit_pending(consumer)  # and what a rebalance made fail earlier
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 if not until_caught_up:
@@ -223,24 +228,36 @@ class ConsumeLoop:
 
     def _commit(self, consumer: Consumer, sources: list[Source]) -> dict[str, int]:
         """Commit synchronously; returns {"topic[partition]": next offset} for the log."""
-        offsets = commit_offsets(sources)
+        for tp in commit_offsets(sources):
+            key = (tp.topic, tp.partition)
+            self._uncommitted[key] = max(self._uncommitted.get(key, -1), tp.offset)
+        return self._commit_pending(consumer)
+
+    def _commit_pending(self, consumer: Consumer) -> dict[str, int]:
+        """Commit every offset not yet acknowledged by the group; keep the ones that fail."""
+        if not self._uncommitted:
+            return {}
+        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(self._uncommitted.items())]
         described = {f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets}
         try:
             committed = consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            # Typically a rebalance took the partitions: the new owner re-applies the batch,
-            # which P1/P2 make harmless. Nothing is lost; keep going.
-            log.warning("offset commit failed", error=str(exc), offsets=described)
+            # Typically a rebalance in progress: kept, and retried on the next idle poll.
+            # Should the partitions move, their new owner re-applies (P1/P2 make it harmless).
+            log.warning("offset commit failed; will retry", error=str(exc), offsets=described)
             return described
         for tp in committed or []:
+            key = (tp.topic, tp.partition)
             if tp.error is not None:
                 log.warning(
-                    "offset commit failed for a partition",
+                    "offset commit failed for a partition; will retry",
                     topic=tp.topic,
                     partition=tp.partition,
                     offset=tp.offset,
                     error=str(tp.error),
                 )
+            elif self._uncommitted.get(key) == tp.offset:
+                del self._uncommitted[key]
         return described
 
     def _record(self, batch: AppliedBatch) -> None:
@@ -280,6 +297,8 @@ class ConsumeLoop:
     def _release(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Forget rewinds of partitions we lose: their new owner starts from the committed offset.
         self.backpressure.forget(partitions)
+        for tp in partitions:
+            self._uncommitted.pop((tp.topic, tp.partition), None)
         self.health.assigned = bool(set(consumer.assignment()) - set(partitions))
 
     def _check_mysql(self) -> None:
