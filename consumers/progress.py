@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumers.change import Source
 from worker.errors import ServiceError
@@ -59,7 +59,8 @@ def rewind_offsets(sources: Iterable[Source]) -> dict[Partition, int]:
 
 
 def partition_lags(consumer: Consumer, timeout_s: float = 10.0) -> dict[Partition, int] | None:
-    """Messages left per assigned partition (high watermark - position); None if unassigned.
+    """Messages left per assigned partition (high watermark - position); None if unassigned
+    or not known yet.
 
     The position is the next offset this consumer will hand to the application; before it
     consumed anything from a partition, the committed offset, else the low watermark (a
@@ -71,8 +72,12 @@ def partition_lags(consumer: Consumer, timeout_s: float = 10.0) -> dict[Partitio
     positions = {(tp.topic, tp.partition): tp.offset for tp in consumer.position(assignment)}
     committed: dict[Partition, int] = {}
     if any(offset < 0 for offset in positions.values()):
-        for tp in consumer.committed(assignment, timeout=timeout_s):
-            committed[(tp.topic, tp.partition)] = tp.offset
+        try:
+            for tp in consumer.committed(assignment, timeout=timeout_s):
+                committed[(tp.topic, tp.partition)] = tp.offset
+        except KafkaException as exc:  # coordinator moving or loading: ask again later
+            log.info("lag unknown for now", error=str(exc))
+            return None
     lags: dict[Partition, int] = {}
     for (topic, partition), offset in positions.items():
         tp = TopicPartition(topic, partition)
@@ -80,7 +85,13 @@ def partition_lags(consumer: Consumer, timeout_s: float = 10.0) -> dict[Partitio
         # a fresh query waits behind the connection's long-poll fetch (~0.5 s each).
         low, high = consumer.get_watermark_offsets(tp, cached=True)
         if low < 0 or high < 0:
-            low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            try:
+                low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s, cached=False)
+            except KafkaException as exc:
+                # A fresh topic has no partition leader for a moment (NOT_LEADER_FOR_PARTITION):
+                # the lag is unknown for now, not a reason to stop the worker.
+                log.info("lag unknown for now", topic=topic, partition=partition, error=str(exc))
+                return None
         if offset < 0:
             offset = committed.get((topic, partition), -1)
         if offset < 0:

@@ -1,4 +1,4 @@
-"""An offset commit that fails (a rebalance in progress) is retried until it sticks."""
+"""The loop survives a rebalance and a fresh topic: failed commits retried, unknown lag waited out."""
 
 from __future__ import annotations
 
@@ -59,3 +59,24 @@ def test_released_partitions_are_not_retried() -> None:
     loop._commit_pending(consumer)  # type: ignore[arg-type]
     assert consumer.committed == []
     loop.engine.dispose()
+
+
+def test_lag_is_unknown_not_fatal_while_a_fresh_topic_has_no_leader() -> None:
+    """NOT_LEADER_FOR_PARTITION from a watermark query means "ask later", not a crash."""
+    from consumers.progress import partition_lags
+
+    class NoLeaderYet:
+        def assignment(self) -> list[TopicPartition]:
+            return [TopicPartition("p.user", 0)]
+
+        def position(self, parts: list[TopicPartition]) -> list[TopicPartition]:
+            return [TopicPartition("p.user", 0, 3)]
+
+        def get_watermark_offsets(
+            self, tp: TopicPartition, timeout: float = 0, cached: bool = False
+        ) -> tuple[int, int]:
+            if cached:
+                return (-1, -1)
+            raise KafkaException(KafkaError(KafkaError.NOT_LEADER_FOR_PARTITION))
+
+    assert partition_lags(NoLeaderYet()) is None  # type: ignore[arg-type]
