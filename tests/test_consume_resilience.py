@@ -1,4 +1,4 @@
-"""The loop survives a rebalance and a fresh topic: failed commits retried, unknown lag waited out."""
+"""The loop survives rebalances and fresh topics: failed commits retried, unknown lag waited."""
 
 from __future__ import annotations
 
