@@ -97,13 +97,16 @@ kafka_up() {
   setsid nohup java -Xmx512m -Xms256m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dkafka.logs.dir="$KDIR" -Dlog4j2.configurationFile="$OPS_KAFKA/log4j2.properties" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$KDIR/server.properties" >"$KDIR/kafka.out" 2>&1 </dev/null &
-  echo $! >"$KPID"
+  local kpid=$!
+  echo "$kpid" >"$KPID"
   # An open port is not readiness (the broker listens before it has metadata), so the
   # probe is a real admin round-trip: list topics, with short client timeouts.
   printf 'request.timeout.ms=5000\ndefault.api.timeout.ms=8000\n' >"$KDIR/probe.properties"
   local deadline=$((SECONDS + 90))
   while :; do
-    pid_of "$KPID" kafka.Kafka >/dev/null || {
+    # kill -0, not pid_of: right after `&` the child may not have exec'ed java yet, so its
+    # command line is still this script's (a race that failed a fresh CI run once).
+    kill -0 "$kpid" 2>/dev/null || {
       tail -n 30 "$KDIR/server.log" "$KDIR/kafka.out" >&2 2>/dev/null || true; die "kafka: process exited during startup"; }
     if port_open "$KAFKA_PORT" && kafka_java org.apache.kafka.tools.TopicCommand \
       --bootstrap-server "127.0.0.1:$KAFKA_PORT" --command-config "$KDIR/probe.properties" --list >/dev/null 2>&1; then
