@@ -162,7 +162,7 @@ def test_stop_mid_table_saves_the_acknowledged_position_and_a_rerun_resumes_ther
     assert set(_ids(settings, "member")) == {f"mb{i:05d}" for i in range(50)}
 
 
-MEMBERS = 20_000
+MEMBERS = 100_000
 
 
 def test_kill_9_mid_table_then_restart_misses_no_row(
