@@ -59,8 +59,10 @@ def record_run(engine: Engine, reports: list[TableReport]) -> VerifyRun:
 
 
 def last_run(engine: Engine) -> VerifyRun | None:
-    with engine.begin() as conn:
-        conn.execute(sa.text(_CREATE))
+    """The newest recorded run; a read, so no DDL (status polls it): no table, no run."""
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(RUNS_TABLE):
+            return None
         row = conn.execute(
             sa.text(
                 f"SELECT finished_at, clean, tables, differences FROM `{RUNS_TABLE}` "

@@ -26,16 +26,13 @@ SAMPLE_LIMIT = 5
 RECHECK_LIMIT = 10_000
 
 
-class Unconvertible(tuple[Any, ...]):
-    """A source row the consumer could not convert: never equal to any target row."""
+class Unconvertible(tuple[str]):
+    """A source row the consumer could not convert, holding only the reason: its own type
+    keeps it from comparing equal to a target row by chance."""
 
-    reason: str
-
-
-def _unconvertible(reason: str) -> Row:
-    row = Unconvertible(("<unconvertible>",))
-    row.reason = reason
-    return row
+    @property
+    def reason(self) -> str:
+        return self[0]
 
 
 @dataclass
@@ -105,7 +102,7 @@ class TableVerifier:
                 rows.append((self.comparer.key_of(normalized), normalized))
             except ConversionError as exc:
                 key_dict = self.comparer.key_dict_of(row)
-                rows.append((tuple(key_dict.values()), _unconvertible(str(exc))))
+                rows.append((tuple(key_dict.values()), Unconvertible((str(exc),))))
         rows.sort(key=lambda kr: kr[0])
         return rows
 
