@@ -22,6 +22,7 @@ from producers.emitter import ChangeEmitter
 from producers.sources import SqliteSource
 from producers.topics import ensure_topics
 from producers.watermarks import WatermarkStore
+from tests.consume_helpers import wait_for
 from worker.cli.backfill import run_backfill
 from worker.config import Settings
 from worker.db import create_target_engine
@@ -44,14 +45,6 @@ def demo(tmp_path: Path) -> Path:
     path = tmp_path / "demo.sqlite"
     generate_demo_db(path, scale=0.3, seed=7)
     return path
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_demo_database_backfilled_and_consumed_equals_the_source(
@@ -152,7 +145,7 @@ def test_live_writes_during_follow_and_consume_converge_to_the_source(
             app_emitter.poll(0)
         app_emitter.flush()
         seen = poller.cycles
-        _wait_for(lambda: poller.cycles >= seen + 2, 60, "the watermark to reach `now`")
+        wait_for(lambda: poller.cycles >= seen + 2, 60, "the watermark to reach `now`")
         # Committed after the poller passed `now`: a late commit stamped 20 s earlier, and a
         # row with the watermark's own timestamp but a key sorting before the watermark's.
         app.write_behind_the_shim(now - 20, "tag_late_commit")
@@ -162,7 +155,7 @@ def test_live_writes_during_follow_and_consume_converge_to_the_source(
             app_emitter.poll(0)
         app_emitter.flush()
         seen = poller.cycles
-        _wait_for(lambda: poller.cycles >= seen + 2, 60, "two more poller cycles")
+        wait_for(lambda: poller.cycles >= seen + 2, 60, "two more poller cycles")
     finally:
         poller.stop.set()
         consumer.stop()
