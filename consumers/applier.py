@@ -56,10 +56,6 @@ class BackgroundApplier:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d1cdc-apply")
         self._pending: _Pending | None = None
 
-    @property
-    def busy(self) -> bool:
-        return self._pending is not None
-
     def submit(
         self,
         sources: list[Source],

@@ -50,9 +50,10 @@ class Backpressure:
     def hold_back(self, consumer: Consumer, fetched: Iterable[Source]) -> None:
         """Messages already fetched when we paused are not applied now: rewind to them too,
         or their partitions would skip them after the resume."""
-        if self.rewind is None:
-            return
-        for partition, offset in rewind_offsets(fetched).items():
+        fetched_from = rewind_offsets(fetched)
+        if self.rewind is None or not fetched_from:
+            return  # paused partitions fetch nothing: no seek on every idle poll
+        for partition, offset in fetched_from.items():
             self.rewind[partition] = min(offset, self.rewind.get(partition, offset))
         self._seek(consumer)
 

@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from sqlalchemy.engine import Engine
 
@@ -34,6 +35,7 @@ from consumers.coalesce import coalesce_batch
 from consumers.decode import decode_batch
 from consumers.dlq import DeadLetterProducer
 from consumers.progress import commit_offsets, partition_lags, sources_of
+from consumers.retry import MYSQL_ERRORS
 from consumers.signals import stop_on_signals
 from consumers.sink import MySQLSink
 from consumers.tombstones import prune_tombstones
@@ -312,7 +314,8 @@ class ConsumeLoop:
     def _prune(self) -> None:
         try:
             pruned = prune_tombstones(self.engine, self.settings.tombstone_retention_hours)
-        except Exception as exc:  # the side table may not exist yet, MySQL may be down
+        except (*MYSQL_ERRORS, sa.exc.SQLAlchemyError) as exc:
+            # The side table may not exist yet, MySQL may be down; a bug still raises.
             log.debug("tombstone prune skipped", error=str(exc))
             return
         if pruned:

@@ -61,6 +61,12 @@ class MySQLSink:
         self.rows_per_statement = rows_per_statement
         self.rows_per_transaction = rows_per_transaction
         self._upserts = {t.name: sql.build_upsert(t) for t in mapping.tables.values()}
+        self._tables_with_states: set[str] = set()  # the side table's probe is skipped
+        self._deletes = {
+            (t.name, guarded): sql.build_delete(t, guarded=guarded)
+            for t in mapping.tables.values()
+            for guarded in (False, True)
+        }
         self._row_values = {t.name: sql.row_values(t) for t in mapping.tables.values()}
         self._side_table_ready = False
 
@@ -109,7 +115,12 @@ class MySQLSink:
         self, conn: Connection, table: TableMapping, changes: list[Change], result: ApplyResult
     ) -> None:
         versioned = bool(table.version_columns)
-        states = tombstones.read_states(conn, table.name, {c.identity[1] for c in changes})
+        states = tombstones.read_states(
+            conn,
+            table.name,
+            {c.identity[1] for c in changes},
+            probe=table.name not in self._tables_with_states,
+        )
         plan = plan_table(
             changes, {(table.name, k): s for k, s in states.items()}, versioned=versioned
         )
@@ -121,6 +132,10 @@ class MySQLSink:
             plan.state_clears.discard(rejected.identity)
         self._run_upserts(conn, table, plan.upserts)
         self._write_side_table(conn, table, plan)
+        if states or plan.state_writes:
+            # Only ever a positive answer is cached: at worst (a rollback, a prune) the
+            # per-key lookups run when no state exists, which is merely slower.
+            self._tables_with_states.add(table.name)
         result.applied[(table.name, "delete")] += len(plan.deletes)
         result.applied[(table.name, "upsert")] += len(plan.upserts)
         result.stale[table.name] += len(plan.stale)
@@ -132,7 +147,7 @@ class MySQLSink:
         for change in deletes:
             guarded = versioned and change.version_values is not None
             conn.exec_driver_sql(
-                sql.build_delete(table, guarded=guarded),
+                self._deletes[table.name, guarded],
                 sql.delete_params(table, change.key, change.version_values),
             )
 

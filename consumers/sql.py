@@ -20,11 +20,8 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
+from worker.schema.ddl import quote
 from worker.schema.mapping import TableMapping
-
-
-def quote(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def _greater(left: str, right: str) -> str:

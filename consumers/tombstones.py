@@ -56,7 +56,9 @@ def ensure_side_table(engine: Engine) -> None:
         conn.exec_driver_sql(CREATE_SIDE_TABLE)
 
 
-def read_states(conn: Connection, table: str, keys: Iterable[str]) -> dict[str, StoredState]:
+def read_states(
+    conn: Connection, table: str, keys: Iterable[str], *, probe: bool = True
+) -> dict[str, StoredState]:
     """Side-table rows of `keys` (canonical JSON).
 
     No `FOR UPDATE`: a key lives on one partition, and one consumer owns a partition at a
@@ -66,9 +68,11 @@ def read_states(conn: Connection, table: str, keys: Iterable[str]) -> dict[str, 
     found: dict[str, StoredState] = {}
     # One cheap probe first: during an initial load no key of the table has a state yet,
     # and the per-key lookups would be pure overhead (~5% of the apply time, measured).
-    probe = f"SELECT 1 FROM `{SIDE_TABLE}` WHERE table_name = %s LIMIT 1"
-    if conn.exec_driver_sql(probe, (table,)).first() is None:
-        return found
+    # The caller skips it (`probe=False`) once it knows the table has states.
+    if probe:
+        any_state = f"SELECT 1 FROM `{SIDE_TABLE}` WHERE table_name = %s LIMIT 1"
+        if conn.exec_driver_sql(any_state, (table,)).first() is None:
+            return found
     by_hash = {pk_hash(k): k for k in keys}
     for part in chunks(list(by_hash), _LOOKUP_CHUNK):
         sql = (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pymysql.cursors import RE_INSERT_VALUES
 
-from consumers.sql import build_delete, build_unique_lookup, build_upsert, quote, stored_is_newer
+from consumers.sql import build_delete, build_unique_lookup, build_upsert, stored_is_newer
+from worker.schema.ddl import quote
 from worker.schema.mapping import mapping_from_dict
 
 LIMIT = mapping_from_dict(
