@@ -38,11 +38,15 @@ _log = get_logger("d1cdc.backfill")
 
 
 class ProgressSink(Protocol):
+    enabled: bool  # False: nobody sees a total, so the count(*) scan is skipped
+
     def start(self, table: str, total: int | None) -> None: ...
     def advance(self, table: str, rows: int) -> None: ...
 
 
 class NoProgress:
+    enabled = False
+
     def start(self, table: str, total: int | None) -> None:
         pass
 
@@ -144,7 +148,7 @@ class Backfill:
             version = quote_ident(table.version_columns[0])
             high = self._scalar(f"SELECT max({version}) AS v FROM {quote_ident(table.name)}")
             mark = replace(mark, snapshot_high=high)
-        self.progress.start(table.name, self._count(table))
+        self.progress.start(table.name, self._count(table) if self.progress.enabled else None)
         emitted = 0
         while True:
             if self.stop.is_set():

@@ -34,6 +34,7 @@ class TableProgress:
     """`ProgressSink` drawing one bar per table on stderr."""
 
     def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
         self._progress = Progress(
             TextColumn("{task.description:<24}"),
             BarColumn(),

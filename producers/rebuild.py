@@ -117,9 +117,11 @@ def rebuild(
                     ends[p] - max(done_offsets.get(p, -1), starts.get(p, 0)) for p in pending
                 )
                 on_progress(total - behind, total)
+            if not pending:
+                break
             if deadline is not None and time.monotonic() > deadline:
                 raise ServiceError(f"rebuild not caught up within {timeout_s:.0f} s")
-            time.sleep(poll_s)
+            time.sleep(poll_s)  # polling the group's committed offsets
     finally:
         loop.stop()
         worker.join()
@@ -128,8 +130,6 @@ def rebuild(
         raise failure[0]
     if pending:
         raise ServiceError("the consume loop stopped before the rebuild caught up")
-    if on_progress is not None:
-        on_progress(total, total)
     result = outcome[0] if outcome else LoopOutcome()
     return RebuildResult(
         group, len(ends), total, result.messages, result.dead_letters, time.monotonic() - started

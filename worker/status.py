@@ -11,20 +11,20 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
 from sqlalchemy.engine import Engine
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
+from producers.watermarks import TABLE_NAME as WATERMARKS_TABLE
+from producers.watermarks import WatermarkStore
 from worker.config import Settings
 from worker.envelope import decode_event
 from worker.errors import EnvelopeError, ServiceError
 from worker.kafka import admin_client, consumer_config
 from worker.verify.record import VerifyRun, last_run
 
-WATERMARKS_TABLE = "_d1cdc_watermarks"
 _SETTLING = {
     KafkaError.NOT_LEADER_FOR_PARTITION,
     KafkaError.LEADER_NOT_AVAILABLE,
@@ -107,16 +107,14 @@ def _last_applied_ms(reader: Consumer, committed: list[TopicPartition]) -> int |
 
 
 def _watermarks(engine: Engine) -> dict[str, str]:
+    """Each table's backfill watermark, described; none before the first backfill."""
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table(WATERMARKS_TABLE):
-            return {}
-        rows = conn.execute(sa.text(f"SELECT * FROM `{WATERMARKS_TABLE}`")).mappings()
-        return {str(r["table_name"]): _describe_watermark(r) for r in rows}
-
-
-def _describe_watermark(row: Any) -> str:
-    values = {k: v for k, v in row.items() if k != "table_name" and v is not None}
-    return ", ".join(f"{k}={v}" for k, v in values.items())
+            return {}  # checked first: WatermarkStore would create the table
+    return {
+        table: f"{mark.phase}, version={mark.version}, rows={mark.rows_emitted}"
+        for table, mark in WatermarkStore(engine).all().items()
+    }
 
 
 def collect_status(
