@@ -56,7 +56,7 @@ class ChangeEmitter:
         self.mapping = mapping
         self.origin = origin
         self.spool = Spool(spool_dir, spool_max_bytes) if spool_dir is not None else None
-        self.produced = 0
+        self._replay_outstanding = 0  # spool copies handed to librdkafka, not yet settled
         self.delivered = 0
         self.failed = 0
         self.spooled = 0
@@ -185,19 +185,9 @@ class ChangeEmitter:
                 self.failed += 1
                 self._failures.append((message, err.str()))
 
-        while True:
-            try:
-                self._producer.produce(
-                    message.topic, key=message.key, value=message.value, on_delivery=on_delivery
-                )
-                self.produced += 1
-                self._in_flight += 1
-                self.last_sequence = sequence
-                break
-            except BufferError:
-                # The local queue is full: let librdkafka deliver (or fail) some, then retry.
-                self._producer.poll(0.5)
-                self._spool_failures()
+        self._produce_raw(message, on_delivery)
+        self._in_flight += 1
+        self.last_sequence = sequence
         self._producer.poll(0)
         self._spool_failures()
 
@@ -225,7 +215,9 @@ class ChangeEmitter:
         self._next_spool_retry = time.monotonic() + SPOOL_RETRY_SECONDS
 
     def _maybe_retry_spool(self) -> None:
-        if time.monotonic() >= self._next_spool_retry:
+        # Never a second copy of the spool while the last replay's messages are still in
+        # librdkafka's queue (they settle only at message.timeout.ms when Kafka is down).
+        if self._replay_outstanding == 0 and time.monotonic() >= self._next_spool_retry:
             self._replay_spool(timeout=5.0)
 
     def _replay_spool(self, timeout: float) -> None:
@@ -241,12 +233,18 @@ class ChangeEmitter:
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
             nonlocal pending
             pending -= 1
+            self._replay_outstanding -= 1
             if err is not None:
                 failed.append(err.str())
 
+        self._wait_for(lambda: self._replay_outstanding == 0, timeout)
+        if self._replay_outstanding:  # an earlier replay is still settling: not now
+            self._next_spool_retry = time.monotonic() + SPOOL_RETRY_SECONDS
+            return
         count = 0
         for message in self.spool.read():
             pending += 1
+            self._replay_outstanding += 1
             self._produce_raw(message, on_delivery)
             count += 1
         self._wait_for(lambda: pending == 0 or bool(failed), timeout)
@@ -266,6 +264,7 @@ class ChangeEmitter:
             self._producer.poll(0.1)
 
     def _produce_raw(self, message: SpooledMessage, on_delivery: Any) -> None:
+        """Hand one message to librdkafka; a full local queue is waited out, never dropped."""
         while True:
             try:
                 self._producer.produce(
