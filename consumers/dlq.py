@@ -189,7 +189,14 @@ def replay_dead_letters(bootstrap: str, records: Iterable[DeadLetterRecord]) -> 
 
     count = 0
     for record in records:
-        producer.produce(record.topic, key=record.key, value=record.value, on_delivery=delivered)
+        while True:
+            try:
+                producer.produce(
+                    record.topic, key=record.key, value=record.value, on_delivery=delivered
+                )
+                break
+            except BufferError:  # local queue full on a large replay: wait, never drop
+                producer.poll(0.5)
         producer.poll(0)
         count += 1
     if producer.flush(30) or failures:
