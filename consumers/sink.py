@@ -22,11 +22,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from consumers import sql, tombstones
 from consumers.change import Change, DeadLetter
-from consumers.literals import execute_upsert
+from consumers.literals import execute_upsert, row_renderer
 from consumers.plan import TablePlan, plan_table
 from consumers.retry import MYSQL_ERRORS, is_row_rejection, mysql_errno, mysql_message, with_retries
 from consumers.unique import find_unique_collisions
 from worker.errors import SchemaError, ServiceError
+from worker.schema.convert import RESULT_TYPES
 from worker.schema.mapping import Mapping, TableMapping
 
 
@@ -68,6 +69,10 @@ class MySQLSink:
             for guarded in (False, True)
         }
         self._row_values = {t.name: sql.row_values(t) for t in mapping.tables.values()}
+        self._renderers = {
+            t.name: row_renderer([RESULT_TYPES[c.type.kind] for c in t.columns.values()])
+            for t in mapping.tables.values()
+        }
         self._side_table_ready = False
 
     def apply(self, changes: Sequence[Change]) -> ApplyResult:
@@ -154,6 +159,7 @@ class MySQLSink:
     def _run_upserts(self, conn: Connection, table: TableMapping, upserts: list[Change]) -> None:
         statement = self._upserts[table.name]
         values = self._row_values[table.name]
+        render = self._renderers[table.name]
         rows = [values(c.row) for c in upserts if c.row is not None]
         # The DBAPI cursor of this transaction's connection, directly: SQLAlchemy adds
         # per-row parameter handling to executemany that costs ~10% of the apply time
@@ -161,7 +167,7 @@ class MySQLSink:
         cursor = cast(Cursor, conn.connection.dbapi_connection.cursor())  # type: ignore[union-attr]
         try:
             for part in tombstones.chunks(rows, self.rows_per_statement):
-                execute_upsert(cursor, statement, part)
+                execute_upsert(cursor, statement, part, render)
         finally:
             cursor.close()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from worker.errors import SchemaError
@@ -22,6 +22,7 @@ _NULL = b"\x00"
 _PRESENT = b"\x01"
 _INT_OFFSET = 2**63
 _DATETIME_ZERO = datetime(1, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def _sortable_int(value: int) -> bytes:
@@ -43,7 +44,16 @@ def _sortable_bytes(value: bytes) -> bytes:
     return value.replace(b"\x00", b"\x00\xff") + b"\x00\x00"
 
 
+def _datetime_micros(value: datetime) -> int:
+    """Microseconds since 0001-01-01 of the wall-clock time (an offset is ignored)."""
+    if value.tzinfo is not None:  # replace() is slow: only when there is something to drop
+        value = value.replace(tzinfo=None)
+    return (value - _DATETIME_ZERO) // _MICROSECOND
+
+
 def _component(value: Any) -> bytes:
+    if type(value) is datetime:  # the usual version column (a timestamp), first
+        return _PRESENT + _sortable_int(_datetime_micros(value))
     if value is None:
         return _NULL
     if isinstance(value, bool | int):
@@ -51,8 +61,7 @@ def _component(value: Any) -> bytes:
     elif isinstance(value, float):
         payload = _sortable_float(value)
     elif isinstance(value, datetime):
-        delta = value.replace(tzinfo=None) - _DATETIME_ZERO
-        payload = _sortable_int((delta.days * 86_400 + delta.seconds) * 10**6 + delta.microseconds)
+        payload = _sortable_int(_datetime_micros(value))
     elif isinstance(value, str):
         payload = _sortable_bytes(value.encode("utf-8"))
     elif isinstance(value, bytes):

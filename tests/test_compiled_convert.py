@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from worker.errors import ConversionError
-from worker.schema.compiled import table_converter
-from worker.schema.convert import convert_key, convert_row, version_of
-from worker.schema.mapping import mapping_from_dict
+from worker.schema import compiled
+from worker.schema.compiled import compile_columns, table_converter
+from worker.schema.convert import convert_key, convert_row, converter_for, version_of
+from worker.schema.mapping import ColumnMapping, LogicalType, mapping_from_dict
 
 TABLE = mapping_from_dict(
     {
@@ -83,3 +85,35 @@ def test_a_fitting_row_converts_and_yields_its_version() -> None:
 def test_the_converter_is_built_once_per_table() -> None:
     """A table's compiled converter is cached: the per-column dispatch is resolved once."""
     assert table_converter(TABLE) is table_converter(TABLE)
+
+
+USUAL_VALUES: dict[str, Any] = {
+    "text": "plain ascii",
+    "string(8)": "abcdefgh",
+    "integer": -(2**31),
+    "bigint": 2**63 - 1,
+    "real": 0.25,
+    "timestamp_ms": 1_760_000_000_123,
+    "timestamp_s": 1_760_000_000,
+}
+
+
+def test_usual_values_take_the_inline_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generated tests accept the usual value of each kind themselves (the speed-up);
+    with every per-column converter made to fail, they still convert, to the same values."""
+    kinds = {kind: LogicalType.parse(kind) for kind in USUAL_VALUES}
+    columns = [
+        ColumnMapping(f"c{i}", logical, nullable=True) for i, logical in enumerate(kinds.values())
+    ]
+    row = {f"c{i}": value for i, value in enumerate(USUAL_VALUES.values())}
+    expected = {f"c{i}": converter_for(k)(row[f"c{i}"]) for i, k in enumerate(kinds.values())}
+
+    def refuse(_logical: LogicalType) -> Any:
+        def fail(_value: Any) -> Any:
+            raise AssertionError("the usual value reached the per-column converter")
+
+        return fail
+
+    monkeypatch.setattr(compiled, "converter_for", refuse)
+    assert compile_columns(columns)(row) == expected
+    assert compile_columns(columns)({}) == dict.fromkeys(row)  # missing → NULL, inline too

@@ -228,7 +228,7 @@ def run_pipeline(server_url: str, bootstrap: str, rows: int, batch: int) -> tupl
         "D1CDC_BATCH_SIZE": str(max(batch, 2000)),
         "D1CDC_ROWS_PER_STATEMENT": str(batch),
         "D1CDC_METRICS_PORT": "0",
-        "D1CDC_LOG_LEVEL": "warning",
+        "D1CDC_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
     }
     command = [sys.executable, "-c", "from worker.cli.main import run; run()", "consume"]
     started = time.perf_counter()

@@ -2,10 +2,16 @@
 
 `worker.schema.convert` is the reference: its `convert_row` looks up every column's
 converter for every value, which was a third of the decode time per event (measured with
-ops/bench/bench_apply.py). A `TableConverter` resolves those converters once per table and
-then runs a flat loop. On any failure it hands the same input to the reference function,
-which raises the exact `ConversionError` it always raised: the two cannot disagree on
-errors, and they agree on results by property test (tests/test_compiled_convert.py).
+ops/bench/bench_apply.py). A `TableConverter` generates, once per table, one straight-line
+Python function for its columns: per column an inline test for the usual value (an ASCII
+string that fits, an in-range int, …) that keeps it as is, else the column's reference
+converter. No loop, no per-value dispatch: 6.3 → 2.4 µs for a 15-column row (measured).
+On any failure it hands the same input to the reference function, which raises the exact
+`ConversionError` it always raised: the two cannot disagree on errors, and they agree on
+results by property test (tests/test_compiled_convert.py).
+
+The generated source holds no name or value from the mapping: column names, converters
+and bounds are bound as numbered variables of the function's namespace.
 
 Mappings are immutable once loaded (frozen dataclasses), so a table's compiled converter
 stays valid for the table object's lifetime.
@@ -13,13 +19,15 @@ stays valid for the table object's lifetime.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from collections.abc import Mapping as MappingABC
+from datetime import timedelta
 from operator import itemgetter
 from typing import Any
 
+from worker.schema import convert as reference
 from worker.schema.convert import convert_key, convert_row, converter_for
-from worker.schema.mapping import TableMapping
+from worker.schema.mapping import ColumnMapping, TableMapping
 
 _CACHE_LIMIT = 256  # distinct table objects; a long-lived worker has a handful
 
@@ -32,15 +40,9 @@ class TableConverter:
     def __init__(self, table: TableMapping) -> None:
         self.table = table
         self._names = frozenset(table.columns)
-        self._columns = tuple(
-            (name, converter_for(column.type), column.nullable)
-            for name, column in table.columns.items()
-        )
+        self._convert_row = compile_columns(list(table.columns.values()))
         self._key_names = frozenset(table.primary_key)
-        self._key_columns = tuple(
-            (name, converter_for(table.columns[name].type), table.columns[name].nullable)
-            for name in table.primary_key
-        )
+        self._convert_key = compile_columns([table.columns[name] for name in table.primary_key])
         versions = table.version_columns
         self._version: Callable[[MappingABC[str, Any]], tuple[Any, ...]]
         if not versions:
@@ -58,7 +60,7 @@ class TableConverter:
         if not self._names.issuperset(row):
             return convert_row(self.table, row, key)  # raises: an unknown column
         try:
-            return _convert(self._columns, row)
+            return self._convert_row(row)
         except Exception:
             return convert_row(self.table, row, key)  # raises the reference's error
 
@@ -67,7 +69,7 @@ class TableConverter:
         if len(key) != len(self._key_names) or not self._key_names.issuperset(key):
             return convert_key(self.table, key)  # raises: an extra or missing column
         try:
-            return _convert(self._key_columns, key)
+            return self._convert_key(key)
         except Exception:
             return convert_key(self.table, key)
 
@@ -76,19 +78,74 @@ class TableConverter:
         return self._version(converted_row)
 
 
-def _convert(
-    columns: tuple[tuple[str, Callable[[Any], Any], bool], ...], values: MappingABC[str, Any]
-) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, convert, nullable in columns:
-        value = values.get(name)
-        if value is not None:
-            out[name] = convert(value)
-        elif nullable:
-            out[name] = None
+# The usual value of each kind, kept as is (`{v}` is the value, `{lo}`/`{hi}` its bounds);
+# the reference converter would return it unchanged (or, for timestamps, the same datetime).
+_FAST_TESTS: dict[str, str] = {
+    "text": "type({v}) is str and {v}.isascii()",
+    "string": "type({v}) is str and {v}.isascii() and len({v}) <= {hi}",
+    "integer": "type({v}) is int and {lo} <= {v} <= {hi}",
+    "bigint": "type({v}) is int and {lo} <= {v} <= {hi}",
+    "timestamp_ms": "type({v}) is int and {lo} <= {v} <= {hi}",
+    "timestamp_s": "type({v}) is int and {lo} <= {v} <= {hi}",
+    "real": "type({v}) is float and {lo} < {v} < {hi}",  # finite; NaN fails both
+}
+_FAST_VALUES: dict[str, str] = {
+    # timedelta * int is exact, and half the cost of calling the timedelta constructor
+    "timestamp_ms": "_epoch + {v} * _ms",
+    "timestamp_s": "_epoch + {v} * _s",
+}
+
+
+def _bounds(column: ColumnMapping) -> tuple[object, object]:
+    kind = column.type.kind
+    if kind == "string":
+        return 0, column.type.length
+    ranges: dict[str, tuple[object, object]] = {
+        "integer": reference.INT_RANGE,
+        "bigint": reference.BIGINT_RANGE,
+        "timestamp_ms": reference.MS_RANGE,
+        "timestamp_s": reference.SECONDS_RANGE,
+        "real": (float("-inf"), float("inf")),
+    }
+    return ranges.get(kind, (None, None))
+
+
+def compile_columns(
+    columns: Sequence[ColumnMapping],
+) -> Callable[[MappingABC[str, Any]], dict[str, Any]]:
+    """values → {name: converted}, in `columns` order; raises on anything unusual.
+
+    Same result as `convert_value` per column whenever it returns; where the reference
+    would raise, this raises too (`_Rejected` or the converter's own error).
+    """
+    namespace: dict[str, Any] = {
+        "_Rejected": _Rejected,
+        "_epoch": reference.EPOCH,
+        "_ms": timedelta(milliseconds=1),
+        "_s": timedelta(seconds=1),
+    }
+    lines = ["def convert(values):", "    get = values.get"]
+    for i, column in enumerate(columns):
+        lo, hi = _bounds(column)
+        namespace.update({f"n{i}": column.name, f"f{i}": converter_for(column.type)})
+        namespace.update({f"lo{i}": lo, f"hi{i}": hi})
+        lines.append(f"    v = get(n{i})")
+        test = _FAST_TESTS.get(column.type.kind)
+        if test is not None:
+            value = _FAST_VALUES.get(column.type.kind, "{v}")
+            lines.append(f"    if {test.format(v='v', lo=f'lo{i}', hi=f'hi{i}')}:")
+            lines.append(f"        c{i} = {value.format(v='v')}")
+            lines.append("    elif v is None:")
         else:
-            raise _Rejected
-    return out
+            lines.append("    if v is None:")
+        lines.append(f"        c{i} = None" if column.nullable else "        raise _Rejected")
+        lines.append("    else:")
+        lines.append(f"        c{i} = f{i}(v)")
+    items = ", ".join(f"n{i}: c{i}" for i in range(len(columns)))
+    lines.append(f"    return {{{items}}}")
+    exec("\n".join(lines), namespace)  # generated from the mapping's types only
+    function: Callable[[MappingABC[str, Any]], dict[str, Any]] = namespace["convert"]
+    return function
 
 
 _cache: dict[int, TableConverter] = {}

@@ -38,13 +38,14 @@ from worker.schema.mapping import ColumnMapping, LogicalType, TableMapping
 INT_RANGE = (-(2**31), 2**31 - 1)
 BIGINT_RANGE = (-(2**63), 2**63 - 1)
 
-_EPOCH = datetime(1970, 1, 1)
+EPOCH = datetime(1970, 1, 1)
 # MySQL DATETIME range (https://dev.mysql.com/doc/refman/8.0/en/datetime.html).
 DATETIME_MIN = datetime(1000, 1, 1)
 DATETIME_MAX = datetime(9999, 12, 31, 23, 59, 59, 999000)
-_MAX_SECONDS = int((DATETIME_MAX - _EPOCH).total_seconds())
-_MIN_SECONDS = int((DATETIME_MIN - _EPOCH).total_seconds())
-_MS_RANGE = (_MIN_SECONDS * 1000, _MAX_SECONDS * 1000 + 999)
+_MAX_SECONDS = int((DATETIME_MAX - EPOCH).total_seconds())
+_MIN_SECONDS = int((DATETIME_MIN - EPOCH).total_seconds())
+SECONDS_RANGE = (_MIN_SECONDS, _MAX_SECONDS)
+MS_RANGE = (_MIN_SECONDS * 1000, _MAX_SECONDS * 1000 + 999)
 
 # ASCII digits only, matched in full: `\d` would accept other scripts' digits (which int()
 # converts) and `$` would accept a trailing newline.
@@ -98,11 +99,11 @@ def _boolean(value: Any) -> bool:
 
 def _datetime_from_ms(ms: int) -> datetime:
     # Range-check the integer first: timedelta overflows long before int does.
-    if not _MS_RANGE[0] <= ms <= _MS_RANGE[1]:
+    if not MS_RANGE[0] <= ms <= MS_RANGE[1]:
         raise _Unfit("timestamp outside the DATETIME range 1000-01-01..9999-12-31")
     # Whole seconds + microseconds: twice as fast as timedelta(milliseconds=…) (measured),
     # and floor division keeps pre-1970 values exact.
-    return _EPOCH + timedelta(0, ms // 1000, ms % 1000 * 1000)
+    return EPOCH + timedelta(0, ms // 1000, ms % 1000 * 1000)
 
 
 def _ms_from_number(value: Any, per_second: int) -> int:
@@ -158,8 +159,8 @@ def _timestamp_s(value: Any) -> datetime:
 
 
 def _timestamp_ms(value: Any) -> datetime:
-    if type(value) is int and _MS_RANGE[0] <= value <= _MS_RANGE[1]:  # the usual value
-        return _EPOCH + timedelta(0, value // 1000, value % 1000 * 1000)
+    if type(value) is int and MS_RANGE[0] <= value <= MS_RANGE[1]:  # the usual value
+        return EPOCH + timedelta(0, value // 1000, value % 1000 * 1000)
     if isinstance(value, str) and _SQLITE_DATETIME.fullmatch(value):
         return _parse_datetime_text(value)
     return _datetime_from_ms(_ms_from_number(value, per_second=1000))
@@ -267,6 +268,24 @@ _SIMPLE: dict[str, Callable[[Any], Any]] = {
     "json": _json,
     "real": _real,
     "blob": _blob,
+}
+
+
+# The Python type each kind's converter returns for a non-NULL value (the sink renders the
+# usual type of a column inline, see consumers.literals).
+RESULT_TYPES: dict[str, type] = {
+    "text": str,
+    "string": str,
+    "json": str,
+    "integer": int,
+    "bigint": int,
+    "boolean": bool,
+    "real": float,
+    "decimal": Decimal,
+    "timestamp_s": datetime,
+    "timestamp_ms": datetime,
+    "timestamp_text": datetime,
+    "blob": bytes,
 }
 
 
