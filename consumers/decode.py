@@ -13,7 +13,7 @@ from typing import Any
 
 from consumers.change import Change, DeadLetter, Source
 from consumers.versions import encode_version, ts_version
-from worker.envelope import ChangeEvent, decode_event
+from worker.envelope import decode_fields
 from worker.errors import ConversionError, EnvelopeError, EventError, SchemaError
 from worker.schema.compiled import TableConverter, table_converter
 from worker.schema.mapping import Mapping
@@ -41,30 +41,33 @@ def decode_batch(sources: Iterable[Source], mapping: Mapping) -> DecodedBatch:
 
 def to_change(source: Source, mapping: Mapping) -> Change:
     """Decode and convert one message; raises an `EventError` subclass with the reason."""
-    event = decode_event(source.value)
-    table = mapping.table(event.table)
-    expected_topic_suffix = "." + event.table
-    if not source.topic.endswith(expected_topic_suffix):
-        raise EnvelopeError(f"event for table {event.table!r} arrived on topic {source.topic!r}")
+    name, op, wire_key, wire_row, ts_ms, _event_id, _origin = decode_fields(source.value)
+    table = mapping.table(name)
+    if not source.topic.endswith("." + name):
+        raise EnvelopeError(f"event for table {name!r} arrived on topic {source.topic!r}")
     converter = table_converter(table)
-    key = converter.key(event.key)
+    key = converter.key(wire_key)
     row = None
-    if event.op == "upsert" and event.row is not None:
-        row = converter.row(event.row, key=event.key)
-    version, values = _version(converter, event, row)
-    return Change(event.table, event.op, key, row, version, event.ts_ms, source, values)
+    if op == "upsert" and wire_row is not None:
+        row = converter.row(wire_row, key=wire_key)
+    version, values = _version(converter, ts_ms, wire_key, wire_row, row)
+    return Change(name, op, key, row, version, ts_ms, source, values)
 
 
 def _version(
-    converter: TableConverter, event: ChangeEvent, row: dict[str, Any] | None
+    converter: TableConverter,
+    ts_ms: int,
+    wire_key: dict[str, Any],
+    wire_row: dict[str, Any] | None,
+    row: dict[str, Any] | None,
 ) -> tuple[bytes | None, tuple[Any, ...] | None]:
     table = converter.table
     if not table.version_columns:
-        return ts_version(event.ts_ms), None
-    if row is None and event.row is not None:
+        return ts_version(ts_ms), None
+    if row is None and wire_row is not None:
         # A delete's version is its before-image's: the version of the row it removes.
         try:
-            row = converter.row(event.row, key=event.key)
+            row = converter.row(wire_row, key=wire_key)
         except ConversionError:
             row = None  # an unconvertible before-image still deletes, as one without image
     if row is None:
@@ -73,4 +76,4 @@ def _version(
     try:
         return encode_version(values), values
     except SchemaError as exc:
-        raise ConversionError(str(exc), table=table.name, key=event.key) from None
+        raise ConversionError(str(exc), table=table.name, key=wire_key) from None

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 
 import sqlalchemy as sa
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -270,7 +271,7 @@ class ConsumeLoop:
         for table, count in result.stale.items():
             if count:
                 metrics.EVENTS_STALE.labels(table).inc(count)
-        newest = max((c.ts_ms for c in changes), default=0)
+        newest = max(map(attrgetter("ts_ms"), changes), default=0)
         if newest:
             metrics.END_TO_END_LAG.set(max(0.0, time.time() - newest / 1000))
         self.outcome.batches += 1

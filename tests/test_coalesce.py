@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from consumers.change import supersedes
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumers.change import key_identity, supersedes
 from consumers.coalesce import coalesce_batch
 from tests.change_factory import item_change, tag_change
 
@@ -74,3 +79,14 @@ def test_unversioned_tables_use_ts_ms() -> None:
     early = tag_change("a", "upsert", 100, label="early")
     assert coalesce_batch([late, early]) == [late]
     assert supersedes(tag_change("a", "delete", 300), late)
+
+
+@given(
+    st.text(max_size=8),
+    st.one_of(st.text(max_size=20), st.integers(-(2**70), 2**70)),
+)
+def test_key_identity_is_the_canonical_json_of_the_key(name: str, value: object) -> None:
+    """The single-column shortcut writes what the general canonical dumps writes (it is
+    stored in the side table, so it must never change for a given key)."""
+    key = {name: value}
+    assert key_identity(key) == json.dumps(key, sort_keys=True, separators=(",", ":"))

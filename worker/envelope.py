@@ -177,6 +177,15 @@ def _from_wire_values(values: dict[str, Any]) -> dict[str, Any]:
 
 def decode_event(value: bytes | None) -> ChangeEvent:
     """Parse and validate one message value; raise `EnvelopeError` naming what is wrong."""
+    return ChangeEvent(*decode_fields(value))
+
+
+EventFields = tuple[str, Op, dict[str, Any], dict[str, Any] | None, int, str, str]
+
+
+def decode_fields(value: bytes | None) -> EventFields:
+    """`decode_event` as the tuple (table, op, key, row, ts_ms, event_id, origin): the
+    consumers' hot path, which has no use for the `ChangeEvent` object itself."""
     if value is None:
         raise EnvelopeError("null message value (a tombstone) is not an event")
     body = parse_json(value)
@@ -216,4 +225,4 @@ def decode_event(value: bytes | None) -> ChangeEvent:
         for k, v in decoded_key.items():
             if k in decoded_row and decoded_row[k] != v:
                 raise EnvelopeError(f"key column {k!r} differs between key and row")
-    return ChangeEvent(table, op, decoded_key, decoded_row, ts_ms, body["event_id"], origin)
+    return table, op, decoded_key, decoded_row, ts_ms, body["event_id"], origin

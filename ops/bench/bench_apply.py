@@ -3,6 +3,7 @@
     eval "$(bash ops/services.sh env)"
     .venv/bin/python ops/bench/bench_apply.py --rows 50000            # sink vs bare
     .venv/bin/python ops/bench/bench_apply.py --rows 200000 --pipeline  # + Kafka → MySQL
+    .venv/bin/python ops/bench/bench_apply.py --rows 200000 --pipeline-only --consumers 2
 
 Rows have 15 columns (text, ints, booleans, JSON, timestamps; `updatedAt` is the version
 column). Both contenders get the same converted rows, batches of `--batch` rows per
@@ -190,12 +191,23 @@ def mapping_toml() -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_pipeline(server_url: str, bootstrap: str, rows: int, batch: int) -> tuple[float, int]:
-    """Produce `rows` events, then `d1cdc consume --until-caught-up` them into a fresh
-    database in a child process; (seconds, peak RSS of that process in MB)."""
-    from confluent_kafka import Producer
-    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+def run_pipeline(
+    server_url: str, bootstrap: str, rows: int, batch: int, consumers: int, partitions: int
+) -> tuple[float, int]:
+    """`consumers` `d1cdc consume` processes in one group, joined and idle on an empty
+    topic; then `rows` events (encoded beforehand) are produced as fast as librdkafka takes
+    them. Returns (seconds from the first event produced until the group has committed
+    every offset, i.e. every event is in MySQL; peak RSS of the largest consumer in MB).
 
+    Joining first keeps start-up and the group protocol out of the figure: consumers are
+    long-lived, and a rebalance in the middle of a run (a member learns of it only at its
+    next heartbeat, ~3 s) would measure the group protocol, not the apply pipeline.
+    """
+    from bench_common import wait_for_group
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import NewTopic, OffsetSpec  # type: ignore[attr-defined]
+
+    from producers.rebuild import committed_offsets, offsets
     from worker.envelope import encode_event, new_event
     from worker.kafka import admin_client, producer_config
 
@@ -203,27 +215,21 @@ def run_pipeline(server_url: str, bootstrap: str, rows: int, batch: int) -> tupl
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     topic = f"{prefix}.bench_user"
     admin = admin_client(bootstrap)
-    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
-    producer = Producer(producer_config(bootstrap))
-    for i in range(rows):
-        event = new_event("bench_user", "upsert", {"id": f"usr_{i:012d}"}, source_row(i, 1))
-        key, value = encode_event(event)
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.1)
-        producer.poll(0)
-    producer.flush(60)
+    new_topic = NewTopic(topic, num_partitions=partitions, replication_factor=1)
+    admin.create_topics([new_topic])[topic].result(30)
+    messages = [
+        encode_event(new_event("bench_user", "upsert", {"id": f"usr_{i:012d}"}, source_row(i, 1)))
+        for i in range(rows)
+    ]
     with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as mapping_file:
         mapping_file.write(mapping_toml())
+    group = f"{prefix}-apply"
     env = {
         **os.environ,
         "D1CDC_KAFKA_BOOTSTRAP": bootstrap,
         "D1CDC_TARGET_URL": url,
         "D1CDC_TOPIC_PREFIX": prefix,
-        "D1CDC_GROUP_ID": f"{prefix}-apply",
+        "D1CDC_GROUP_ID": group,
         "D1CDC_MAPPING_PATH": mapping_file.name,
         "D1CDC_BATCH_SIZE": str(max(batch, 2000)),
         "D1CDC_ROWS_PER_STATEMENT": str(batch),
@@ -231,17 +237,38 @@ def run_pipeline(server_url: str, bootstrap: str, rows: int, batch: int) -> tupl
         "D1CDC_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
     }
     command = [sys.executable, "-c", "from worker.cli.main import run; run()", "consume"]
+    children = [subprocess.Popen(command, env=env) for _ in range(consumers)]
+    wait_for_group(admin, group, consumers, partitions)
     started = time.perf_counter()
-    child = subprocess.Popen([*command, "--until-caught-up", "--timeout", "3600"], env=env)
+    producer = Producer(producer_config(bootstrap))
+    for key, value in messages:
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value)
+                break
+            except BufferError:
+                producer.poll(0.01)
+    producer.flush(60)
+    del messages
+    ends = offsets(admin, [topic], OffsetSpec.latest())  # type: ignore[no-untyped-call]
     peak_kb = 0
-    # Poll the child's RSS: ru_maxrss of children would count the pages a fork shares
-    # with this (large) parent before exec.
-    while child.poll() is None:
-        peak_kb = max(peak_kb, _rss_kb(child.pid))
-        time.sleep(0.1)
+    pending = list(ends)
+    next_check = 0.0
+    while pending and all(child.poll() is None for child in children):
+        # Poll each child's RSS: ru_maxrss of children would count the pages a fork shares
+        # with this (large) parent before exec.
+        peak_kb = max([peak_kb, *(_rss_kb(child.pid) for child in children)])
+        if time.perf_counter() >= next_check:
+            next_check = time.perf_counter() + 0.1
+            done = committed_offsets(admin, group, pending)
+            pending = [p for p in pending if done.get(p, -1) < ends[p]]
+        time.sleep(0.02)
     seconds = time.perf_counter() - started
-    if child.returncode != 0:
-        sys.exit(f"d1cdc consume failed with exit code {child.returncode}")
+    for child in children:
+        child.terminate()  # SIGTERM: finish the batch, commit, leave the group
+    codes = [child.wait(60) for child in children]
+    if pending or any(codes):
+        sys.exit(f"d1cdc consume did not apply everything (exit codes {codes})")
     drop_database(server_url, url)
     os.unlink(mapping_file.name)
     return seconds, peak_kb // 1024
@@ -333,18 +360,32 @@ def main() -> None:
     parser.add_argument("--lag-seconds", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
     parser.add_argument("--pipeline", action="store_true", help="also Kafka → MySQL end to end")
+    parser.add_argument(
+        "--consumers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="consumer process counts to run the pipeline with (one run each)",
+    )
+    parser.add_argument("--partitions", type=int, default=6, help="partitions of the topic")
     args = parser.parse_args()
     server_url = os.environ.get("D1CDC_TARGET_URL")
     if not server_url:
         sys.exit('set D1CDC_TARGET_URL (eval "$(bash ops/services.sh env)")')
+    bootstrap = os.environ.get("D1CDC_KAFKA_BOOTSTRAP", "")
+
+    def pipeline(consumers: int) -> tuple[float, int]:
+        return run_pipeline(
+            server_url, bootstrap, args.rows, args.batch, consumers, args.partitions
+        )
+
     if args.pipeline_only:
-        seconds, rss_mb = run_pipeline(
-            server_url, os.environ["D1CDC_KAFKA_BOOTSTRAP"], args.rows, args.batch
-        )
-        print(
-            f"pipeline: {args.rows} events in {seconds:.2f}s = {args.rows / seconds:,.0f} "
-            f"events/s; peak RSS of the consumer {rss_mb} MB"
-        )
+        for consumers in args.consumers:
+            seconds, rss_mb = pipeline(consumers)
+            print(
+                f"pipeline, {consumers} consumer process(es): {args.rows} events in "
+                f"{seconds:.2f}s = {args.rows / seconds:,.0f} events/s; peak RSS {rss_mb} MB"
+            )
         return
     results = run_sink_vs_bare(server_url, args.rows, args.batch, args.repeat)
     median = {name: statistics.median(times) for name, times in results.items()}
@@ -357,18 +398,21 @@ def main() -> None:
         ratio = median[f"bare PyMySQL, {pass_}"] / median[f"d1cdc sink, {pass_}"]
         print(f"ratio d1cdc/bare ({pass_}): {ratio:.2f}x")
     if args.pipeline:
-        seconds, rss_mb = run_pipeline(
-            server_url, os.environ["D1CDC_KAFKA_BOOTSTRAP"], args.rows, args.batch
-        )
-        bare_insert = median["bare PyMySQL, insert"]
+        bare = median["bare PyMySQL, insert"]
         print(
-            f"pipeline Kafka→MySQL (a d1cdc consume process, incl. its ~1 s start-up): "
-            f"{args.rows} events in {seconds:.2f}s = "
-            f"{args.rows / seconds:,.0f} events/s; ratio vs bare insert "
-            f"{bare_insert / seconds:.2f}x; peak RSS of the consumer {rss_mb} MB"
+            f"\npipeline Kafka → MySQL: {args.rows} events on {args.partitions} partitions, "
+            "`d1cdc consume` processes in one group (joined before the first event), timed "
+            "from the first event produced until every offset is committed; vs the bare "
+            "insert above"
         )
+        print(f"{'consumers':<12}{'seconds':>10}{'events/s':>12}{'vs bare':>10}{'peak RSS':>12}")
+        for consumers in args.consumers:
+            seconds, rss_mb = pipeline(consumers)
+            print(
+                f"{consumers:<12}{seconds:>10.2f}{args.rows / seconds:>12,.0f}"
+                f"{bare / seconds:>9.2f}x{rss_mb:>9} MB"
+            )
     if args.lag_rate:
-        bootstrap = os.environ["D1CDC_KAFKA_BOOTSTRAP"]
         lags = run_lag(server_url, bootstrap, args.lag_rate, args.lag_seconds)
         cuts = statistics.quantiles(lags, n=100)
         print(

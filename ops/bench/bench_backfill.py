@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
-from confluent_kafka import ConsumerGroupState, KafkaException
-from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
+from bench_common import wait_for_group
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
 import consumers.loop as consume_loop
 from producers.backfill import BackfillOptions
@@ -74,22 +74,6 @@ def consume(settings: Settings) -> None:
     """
     consume_loop.LAG_CHECK_EVERY_S = 1e9
     consume_loop.ConsumeLoop(settings, ground_truth_mapping()).run()
-
-
-def wait_for_group(admin: AdminClient, group: str, members: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            description = admin.describe_consumer_groups([group])[group].result(timeout=10)
-            if (
-                description.state == ConsumerGroupState.STABLE
-                and len(description.members) == members
-            ):
-                return
-        except KafkaException:
-            pass  # the group does not exist until the first consumer joins
-        time.sleep(0.5)
-    raise SystemExit(f"consumer group {group} never reached {members} stable members")
 
 
 def run_d1cdc(
