@@ -1,21 +1,27 @@
-"""Apply throughput: d1cdc's sink (and optionally the whole Kafka pipeline) vs bare PyMySQL.
+"""Apply throughput: the Kafka → MySQL pipeline (and d1cdc's sink) vs bare PyMySQL.
 
     eval "$(bash ops/services.sh env)"
-    .venv/bin/python ops/bench/bench_apply.py --rows 50000            # sink vs bare
-    .venv/bin/python ops/bench/bench_apply.py --rows 200000 --pipeline  # + Kafka → MySQL
-    .venv/bin/python ops/bench/bench_apply.py --rows 200000 --pipeline-only --consumers 2
+    .venv/bin/python ops/bench/bench_apply.py --pipeline            # demo rows, 200k
+    .venv/bin/python ops/bench/bench_apply.py --workload synthetic --rows 50000  # sink vs bare
 
-Rows have 15 columns (text, ints, booleans, JSON, timestamps; `updatedAt` is the version
-column). Both contenders get the same converted rows, batches of `--batch` rows per
-statement and a commit every 5,000 rows, each into its own fresh database on the same
-server, in the same process. Two passes: insert into an empty table, then update every row
-with a newer version. Not a timed test: numbers depend on the machine.
+Workloads: `demo` (default) is every row of a demo D1 database (59 tables, the types the
+demo app uses) generated to about `--rows` rows; `synthetic` is one 15-column table (text,
+ints, booleans, JSON, timestamps; `updatedAt` the version column), which additionally
+compares the sink alone with bare PyMySQL on an insert pass and an update pass.
+
+Baseline: the same rows, converted beforehand, upserted per table with a bare PyMySQL
+`executemany` of `INSERT … ON DUPLICATE KEY UPDATE`, `--batch` rows per statement, a commit
+every 5,000 rows, into a fresh database on the same server, in the same process. Pipeline:
+the rows as change events in Kafka, applied by `d1cdc consume` processes (see
+`run_pipeline`). Not a timed test: numbers depend on the machine, the ratio much less.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -23,7 +29,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import pymysql
@@ -33,9 +41,11 @@ from consumers.change import Change, Source
 from consumers.sink import MySQLSink
 from consumers.versions import encode_version
 from worker.db import create_database, create_target_engine
+from worker.demo import generate_demo_db, ground_truth_mapping
 from worker.schema.convert import convert_row, version_of
 from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping, TableMapping, mapping_from_dict
+from worker.schema.writer import mapping_to_toml
 
 BASE_MS = 1_760_000_000_000
 COLUMNS: dict[str, str] = {
@@ -83,6 +93,58 @@ def source_row(i: int, version: int) -> dict[str, Any]:
     }
 
 
+@dataclass
+class Workload:
+    """Source rows to replicate: (table, row as SQLite returns it) in insert order."""
+
+    name: str
+    mapping: Mapping
+    rows: list[tuple[str, dict[str, Any]]]
+    mapping_path: Path
+
+
+def synthetic_workload(rows: int, directory: Path) -> Workload:
+    path = directory / "bench_user.toml"
+    path.write_text(mapping_toml())
+    events = [("bench_user", source_row(i, 1)) for i in range(rows)]
+    return Workload("synthetic bench_user, 15 columns", bench_mapping(), events, path)
+
+
+def demo_workload(rows: int, directory: Path) -> Workload:
+    """Every row of a demo D1 database (59 tables) generated big enough for `rows`."""
+    db = directory / "demo.sqlite"
+    scale = rows / sum(generate_demo_db(db, scale=1.0, overwrite=True).rows_per_table.values())
+    generate_demo_db(db, scale=scale, overwrite=True)
+    mapping = ground_truth_mapping()
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    events = [
+        (table.name, dict(row))
+        for table in mapping.in_level_order()
+        for row in conn.execute(f'SELECT * FROM "{table.name}"')
+    ]
+    conn.close()
+    path = directory / "demo.toml"
+    path.write_text(mapping_to_toml(mapping))
+    return Workload(f"demo D1 database, {len(mapping.tables)} tables", mapping, events, path)
+
+
+def bare_insert_all(server_url: str, workload: Workload, batch: int) -> float:
+    """Seconds for the bare PyMySQL upsert of every workload row (converted), per table."""
+    url = fresh_database(server_url, workload.mapping)
+    per_table: dict[str, list[tuple[Any, ...]]] = {}
+    for name, row in workload.rows:
+        table = workload.mapping.table(name)
+        converted = convert_row(table, row)
+        per_table.setdefault(name, []).append(tuple(converted[c] for c in table.columns))
+    started = time.perf_counter()
+    for name, params in per_table.items():
+        bare_upsert(url, workload.mapping.table(name), params, batch)
+    seconds = time.perf_counter() - started
+    drop_database(server_url, url)
+    return seconds
+
+
 def changes_for(table: TableMapping, count: int, version: int) -> list[Change]:
     result = []
     for i in range(count):
@@ -117,7 +179,8 @@ def bare_upsert(url: str, table: TableMapping, rows: list[tuple[Any, ...]], batc
     )
     names = list(table.columns)
     cols = ", ".join(f"`{c}`" for c in names)
-    sets = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in names if c != "id")
+    updated = [c for c in names if c not in table.primary_key] or names[:1]
+    sets = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in updated)
     sql = (
         f"INSERT INTO `{table.name}` ({cols}) VALUES ({', '.join(['%s'] * len(names))}) "
         f"ON DUPLICATE KEY UPDATE {sets}"
@@ -192,12 +255,18 @@ def mapping_toml() -> str:
 
 
 def run_pipeline(
-    server_url: str, bootstrap: str, rows: int, batch: int, consumers: int, partitions: int
+    server_url: str,
+    bootstrap: str,
+    workload: Workload,
+    batch: int,
+    consumers: int,
+    partitions: int,
 ) -> tuple[float, int]:
-    """`consumers` `d1cdc consume` processes in one group, joined and idle on an empty
-    topic; then `rows` events (encoded beforehand) are produced as fast as librdkafka takes
-    them. Returns (seconds from the first event produced until the group has committed
-    every offset, i.e. every event is in MySQL; peak RSS of the largest consumer in MB).
+    """`consumers` `d1cdc consume` processes in one group, joined and idle on the empty
+    topics; then the workload's events (encoded beforehand) are produced as fast as
+    librdkafka takes them. Returns (seconds from the first event produced until the group
+    has committed every offset, i.e. every event is in MySQL; peak RSS of the largest
+    consumer in MB).
 
     Joining first keeps start-up and the group protocol out of the figure: consumers are
     long-lived, and a rebalance in the middle of a run (a member learns of it only at its
@@ -205,24 +274,23 @@ def run_pipeline(
     """
     from bench_common import wait_for_group
     from confluent_kafka import Producer
-    from confluent_kafka.admin import NewTopic, OffsetSpec  # type: ignore[attr-defined]
+    from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
     from producers.rebuild import committed_offsets, offsets
+    from producers.topics import ensure_topics, topic_for
     from worker.envelope import encode_event, new_event
     from worker.kafka import admin_client, producer_config
 
-    url = fresh_database(server_url, bench_mapping())
+    url = fresh_database(server_url, workload.mapping)
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    topic = f"{prefix}.bench_user"
     admin = admin_client(bootstrap)
-    new_topic = NewTopic(topic, num_partitions=partitions, replication_factor=1)
-    admin.create_topics([new_topic])[topic].result(30)
-    messages = [
-        encode_event(new_event("bench_user", "upsert", {"id": f"usr_{i:012d}"}, source_row(i, 1)))
-        for i in range(rows)
-    ]
-    with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as mapping_file:
-        mapping_file.write(mapping_toml())
+    tables = list(workload.mapping.tables)
+    ensure_topics(admin, prefix, tables, partitions, 1)
+    messages = []
+    for name, row in workload.rows:
+        table = workload.mapping.table(name)
+        event = new_event(name, "upsert", {k: row[k] for k in table.primary_key}, row)
+        messages.append((topic_for(prefix, name), *encode_event(event)))
     group = f"{prefix}-apply"
     env = {
         **os.environ,
@@ -230,7 +298,7 @@ def run_pipeline(
         "D1CDC_TARGET_URL": url,
         "D1CDC_TOPIC_PREFIX": prefix,
         "D1CDC_GROUP_ID": group,
-        "D1CDC_MAPPING_PATH": mapping_file.name,
+        "D1CDC_MAPPING_PATH": str(workload.mapping_path),
         "D1CDC_BATCH_SIZE": str(max(batch, 2000)),
         "D1CDC_ROWS_PER_STATEMENT": str(batch),
         "D1CDC_METRICS_PORT": "0",
@@ -238,10 +306,10 @@ def run_pipeline(
     }
     command = [sys.executable, "-c", "from worker.cli.main import run; run()", "consume"]
     children = [subprocess.Popen(command, env=env) for _ in range(consumers)]
-    wait_for_group(admin, group, consumers, partitions)
+    wait_for_group(admin, group, consumers, partitions * len(tables))
     started = time.perf_counter()
     producer = Producer(producer_config(bootstrap))
-    for key, value in messages:
+    for topic, key, value in messages:
         while True:
             try:
                 producer.produce(topic, key=key, value=value)
@@ -250,7 +318,9 @@ def run_pipeline(
                 producer.poll(0.01)
     producer.flush(60)
     del messages
-    ends = offsets(admin, [topic], OffsetSpec.latest())  # type: ignore[no-untyped-call]
+    topics = [topic_for(prefix, t) for t in tables]
+    ends = offsets(admin, topics, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+    ends = {p: end for p, end in ends.items() if end > 0}
     peak_kb = 0
     pending = list(ends)
     next_check = 0.0
@@ -270,7 +340,6 @@ def run_pipeline(
     if pending or any(codes):
         sys.exit(f"d1cdc consume did not apply everything (exit codes {codes})")
     drop_database(server_url, url)
-    os.unlink(mapping_file.name)
     return seconds, peak_kb // 1024
 
 
@@ -353,13 +422,18 @@ def run_lag(server_url: str, bootstrap: str, rate: int, seconds: int) -> list[fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rows", type=int, default=50_000)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument(
+        "--workload",
+        choices=["demo", "synthetic"],
+        default="demo",
+        help="demo: every row of a demo D1 database (59 tables) generated to --rows; "
+        "synthetic: one 15-column table, which also compares sink and bare on updates",
+    )
     parser.add_argument("--batch", type=int, default=500, help="rows per statement")
-    parser.add_argument("--pipeline-only", action="store_true", help="skip the sink comparison")
-    parser.add_argument("--lag-rate", type=int, default=0, help="events/s for the lag run")
-    parser.add_argument("--lag-seconds", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=3, help="runs per contender (median)")
     parser.add_argument("--pipeline", action="store_true", help="also Kafka → MySQL end to end")
+    parser.add_argument("--pipeline-only", action="store_true", help="skip the bare baseline")
     parser.add_argument(
         "--consumers",
         type=int,
@@ -367,50 +441,44 @@ def main() -> None:
         default=[1, 2],
         help="consumer process counts to run the pipeline with (one run each)",
     )
-    parser.add_argument("--partitions", type=int, default=6, help="partitions of the topic")
+    parser.add_argument("--partitions", type=int, default=6, help="partitions per topic")
+    parser.add_argument("--lag-rate", type=int, default=0, help="events/s for the lag run")
+    parser.add_argument("--lag-seconds", type=int, default=30)
     args = parser.parse_args()
     server_url = os.environ.get("D1CDC_TARGET_URL")
     if not server_url:
         sys.exit('set D1CDC_TARGET_URL (eval "$(bash ops/services.sh env)")')
     bootstrap = os.environ.get("D1CDC_KAFKA_BOOTSTRAP", "")
-
-    def pipeline(consumers: int) -> tuple[float, int]:
-        return run_pipeline(
-            server_url, bootstrap, args.rows, args.batch, consumers, args.partitions
-        )
-
-    if args.pipeline_only:
-        for consumers in args.consumers:
-            seconds, rss_mb = pipeline(consumers)
-            print(
-                f"pipeline, {consumers} consumer process(es): {args.rows} events in "
-                f"{seconds:.2f}s = {args.rows / seconds:,.0f} events/s; peak RSS {rss_mb} MB"
-            )
-        return
-    results = run_sink_vs_bare(server_url, args.rows, args.batch, args.repeat)
-    median = {name: statistics.median(times) for name, times in results.items()}
-    print(f"{args.rows} rows x 15 columns, {args.batch} rows/statement, median of {args.repeat}")
-    print(f"{'contender':<26}{'median s':>10}{'rows/s':>12}{'all runs (s)':>28}")
-    for name, times in results.items():
-        runs = " ".join(f"{t:.2f}" for t in times)
-        print(f"{name:<26}{median[name]:>10.2f}{args.rows / median[name]:>12,.0f}{runs:>28}")
-    for pass_ in ("insert", "update"):
-        ratio = median[f"bare PyMySQL, {pass_}"] / median[f"d1cdc sink, {pass_}"]
-        print(f"ratio d1cdc/bare ({pass_}): {ratio:.2f}x")
-    if args.pipeline:
-        bare = median["bare PyMySQL, insert"]
+    directory = Path(tempfile.mkdtemp(prefix="d1cdc-bench-"))
+    make = demo_workload if args.workload == "demo" else synthetic_workload
+    workload = make(args.rows, directory)
+    count = len(workload.rows)
+    print(f"workload: {workload.name}; {count:,} rows; {args.batch} rows per statement")
+    bare = 0.0
+    if not args.pipeline_only:
+        if args.workload == "synthetic":
+            print_sink_vs_bare(run_sink_vs_bare(server_url, count, args.batch, args.repeat), count)
+        bare_runs = [bare_insert_all(server_url, workload, args.batch) for _ in range(args.repeat)]
+        bare = statistics.median(bare_runs)
+        runs = " ".join(f"{t:.2f}" for t in bare_runs)
         print(
-            f"\npipeline Kafka → MySQL: {args.rows} events on {args.partitions} partitions, "
-            "`d1cdc consume` processes in one group (joined before the first event), timed "
-            "from the first event produced until every offset is committed; vs the bare "
-            "insert above"
+            f"bare PyMySQL upsert of the converted rows, per table: median {bare:.2f}s = "
+            f"{count / bare:,.0f} rows/s (runs: {runs})"
+        )
+    if args.pipeline or args.pipeline_only:
+        print(
+            f"\npipeline Kafka → MySQL: {args.partitions} partitions per topic; `d1cdc consume` "
+            "processes in one group (joined before the first event), timed from the first "
+            "event produced until every offset is committed"
         )
         print(f"{'consumers':<12}{'seconds':>10}{'events/s':>12}{'vs bare':>10}{'peak RSS':>12}")
         for consumers in args.consumers:
-            seconds, rss_mb = pipeline(consumers)
+            seconds, rss_mb = run_pipeline(
+                server_url, bootstrap, workload, args.batch, consumers, args.partitions
+            )
+            ratio = f"{bare / seconds:.2f}x" if bare else "-"
             print(
-                f"{consumers:<12}{seconds:>10.2f}{args.rows / seconds:>12,.0f}"
-                f"{bare / seconds:>9.2f}x{rss_mb:>9} MB"
+                f"{consumers:<12}{seconds:>10.2f}{count / seconds:>12,.0f}{ratio:>10}{rss_mb:>9} MB"
             )
     if args.lag_rate:
         lags = run_lag(server_url, bootstrap, args.lag_rate, args.lag_seconds)
@@ -420,6 +488,18 @@ def main() -> None:
             f"({len(lags)} events): p50 {cuts[49]:.0f} ms, p99 {cuts[98]:.0f} ms, "
             f"max {max(lags):.0f} ms"
         )
+    shutil.rmtree(directory)
+
+
+def print_sink_vs_bare(results: dict[str, list[float]], rows: int) -> None:
+    median = {name: statistics.median(times) for name, times in results.items()}
+    print(f"{'contender':<26}{'median s':>10}{'rows/s':>12}{'all runs (s)':>28}")
+    for name, times in results.items():
+        runs = " ".join(f"{t:.2f}" for t in times)
+        print(f"{name:<26}{median[name]:>10.2f}{rows / median[name]:>12,.0f}{runs:>28}")
+    for pass_ in ("insert", "update"):
+        ratio = median[f"bare PyMySQL, {pass_}"] / median[f"d1cdc sink, {pass_}"]
+        print(f"ratio d1cdc sink/bare ({pass_}): {ratio:.2f}x")
 
 
 if __name__ == "__main__":
