@@ -52,8 +52,11 @@ def _datetime_micros(value: datetime) -> int:
 
 
 def _component(value: Any) -> bytes:
-    if type(value) is datetime:  # the usual version column (a timestamp), first
+    kind = type(value)
+    if kind is datetime:  # the usual version columns (a timestamp, a counter), first
         return _PRESENT + _sortable_int(_datetime_micros(value))
+    if kind is int:
+        return _PRESENT + _sortable_int(value)
     if value is None:
         return _NULL
     if isinstance(value, bool | int):
@@ -78,7 +81,7 @@ def encode_version(values: Sequence[Any]) -> bytes:
     """Bytes ordered like `values` (compared lexicographically, NULL lowest)."""
     if len(values) == 1:  # the usual single version column, without the generator
         return _component(values[0])
-    return b"".join(_component(v) for v in values)
+    return b"".join([_component(v) for v in values])
 
 
 def ts_version(ts_ms: int) -> bytes:
