@@ -299,7 +299,7 @@ def run_pipeline(
         "D1CDC_TOPIC_PREFIX": prefix,
         "D1CDC_GROUP_ID": group,
         "D1CDC_MAPPING_PATH": str(workload.mapping_path),
-        "D1CDC_BATCH_SIZE": str(max(batch, 2000)),
+        "D1CDC_BATCH_SIZE": os.environ.get("BENCH_CONSUME_BATCH", "2000"),
         "D1CDC_ROWS_PER_STATEMENT": str(batch),
         "D1CDC_METRICS_PORT": "0",
         "D1CDC_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
@@ -340,6 +340,8 @@ def run_pipeline(
     if pending or any(codes):
         sys.exit(f"d1cdc consume did not apply everything (exit codes {codes})")
     drop_database(server_url, url)
+    for future in admin.delete_topics(topics).values():  # 354 partitions per demo run
+        future.result(60)
     return seconds, peak_kb // 1024
 
 
@@ -454,32 +456,13 @@ def main() -> None:
     workload = make(args.rows, directory)
     count = len(workload.rows)
     print(f"workload: {workload.name}; {count:,} rows; {args.batch} rows per statement")
-    bare = 0.0
-    if not args.pipeline_only:
-        if args.workload == "synthetic":
-            print_sink_vs_bare(run_sink_vs_bare(server_url, count, args.batch, args.repeat), count)
+    if args.workload == "synthetic" and not args.pipeline_only:
+        print_sink_vs_bare(run_sink_vs_bare(server_url, count, args.batch, args.repeat), count)
+    if not (args.pipeline or args.pipeline_only):
         bare_runs = [bare_insert_all(server_url, workload, args.batch) for _ in range(args.repeat)]
-        bare = statistics.median(bare_runs)
-        runs = " ".join(f"{t:.2f}" for t in bare_runs)
-        print(
-            f"bare PyMySQL upsert of the converted rows, per table: median {bare:.2f}s = "
-            f"{count / bare:,.0f} rows/s (runs: {runs})"
-        )
-    if args.pipeline or args.pipeline_only:
-        print(
-            f"\npipeline Kafka → MySQL: {args.partitions} partitions per topic; `d1cdc consume` "
-            "processes in one group (joined before the first event), timed from the first "
-            "event produced until every offset is committed"
-        )
-        print(f"{'consumers':<12}{'seconds':>10}{'events/s':>12}{'vs bare':>10}{'peak RSS':>12}")
-        for consumers in args.consumers:
-            seconds, rss_mb = run_pipeline(
-                server_url, bootstrap, workload, args.batch, consumers, args.partitions
-            )
-            ratio = f"{bare / seconds:.2f}x" if bare else "-"
-            print(
-                f"{consumers:<12}{seconds:>10.2f}{count / seconds:>12,.0f}{ratio:>10}{rss_mb:>9} MB"
-            )
+        print_runs("bare PyMySQL upsert", count, bare_runs)
+    else:
+        compare_pipeline(args, server_url, bootstrap, workload)
     if args.lag_rate:
         lags = run_lag(server_url, bootstrap, args.lag_rate, args.lag_seconds)
         cuts = statistics.quantiles(lags, n=100)
@@ -489,6 +472,51 @@ def main() -> None:
             f"max {max(lags):.0f} ms"
         )
     shutil.rmtree(directory)
+
+
+def compare_pipeline(
+    args: argparse.Namespace, server_url: str, bootstrap: str, workload: Workload
+) -> None:
+    """Rounds of: bare upsert, then the pipeline with each consumer count. Each pipeline
+    run is compared with the bare run of its own round, so a machine that slows down or
+    speeds up between rounds moves both sides of a ratio."""
+    count = len(workload.rows)
+    print(
+        f"pipeline Kafka → MySQL: {args.partitions} partitions per topic; `d1cdc consume` "
+        "processes in one group (joined before the first event), timed from the first "
+        "event produced until every offset is committed; bare run first in each round"
+    )
+    seconds: dict[str, list[float]] = {}
+    ratios: dict[int, list[float]] = {n: [] for n in args.consumers}
+    peak_mb: dict[int, int] = {}
+    for _ in range(args.repeat):
+        bare = 0.0 if args.pipeline_only else bare_insert_all(server_url, workload, args.batch)
+        seconds.setdefault("bare PyMySQL upsert", []).append(bare)
+        for consumers in args.consumers:
+            took, rss_mb = run_pipeline(
+                server_url, bootstrap, workload, args.batch, consumers, args.partitions
+            )
+            seconds.setdefault(f"pipeline, {consumers} consumer(s)", []).append(took)
+            ratios[consumers].append(bare / took)
+            peak_mb[consumers] = max(peak_mb.get(consumers, 0), rss_mb)
+    for name, runs in seconds.items():
+        if any(runs):
+            print_runs(name, count, runs)
+    if not args.pipeline_only:
+        for consumers, values in ratios.items():
+            print(
+                f"pipeline with {consumers} consumer process(es) vs bare: median "
+                f"{statistics.median(values):.2f}x (rounds: "
+                f"{' '.join(f'{r:.2f}' for r in values)}); peak RSS {peak_mb[consumers]} MB"
+            )
+
+
+def print_runs(name: str, count: int, runs: list[float]) -> None:
+    median = statistics.median(runs)
+    print(
+        f"{name:<32} median {median:6.2f}s = {count / median:>8,.0f} rows/s   "
+        f"(runs: {' '.join(f'{t:.2f}' for t in runs)})"
+    )
 
 
 def print_sink_vs_bare(results: dict[str, list[float]], rows: int) -> None:

@@ -6,6 +6,7 @@ import typer
 
 from consumers.loop import ConsumeLoop
 from worker.cli.context import settings_from
+from worker.gc_tuning import tune_for_long_running_worker
 from worker.metrics import Health, serve_health
 from worker.schema.mapping import load_mapping
 
@@ -46,6 +47,7 @@ def consume(
     loop = ConsumeLoop(
         settings, mapping, tables=selected or None, health=health, consumer_overrides=overrides
     )
+    tune_for_long_running_worker()
     try:
         outcome = loop.run(until_caught_up=until_caught_up, timeout_s=timeout)
     finally:

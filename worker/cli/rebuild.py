@@ -10,6 +10,7 @@ from producers.progress import progress_enabled
 from producers.rebuild import rebuild as run_rebuild
 from worker.cli.context import settings_from
 from worker.config import redact_url
+from worker.gc_tuning import tune_for_long_running_worker
 from worker.schema.mapping import load_mapping
 
 
@@ -32,6 +33,7 @@ def rebuild(
         console=Console(stderr=True),
         disable=not progress_enabled(settings.log_format),
     )
+    tune_for_long_running_worker()
     with progress:
         task = progress.add_task("replaying events", total=None)
         result = run_rebuild(
