@@ -502,13 +502,19 @@ def compare_pipeline(
     for name, runs in seconds.items():
         if any(runs):
             print_runs(name, count, runs)
-    if not args.pipeline_only:
-        for consumers, values in ratios.items():
-            print(
-                f"pipeline with {consumers} consumer process(es) vs bare: median "
-                f"{statistics.median(values):.2f}x (rounds: "
-                f"{' '.join(f'{r:.2f}' for r in values)}); peak RSS {peak_mb[consumers]} MB"
+    for consumers, values in ratios.items():
+        ratio = (
+            ""
+            if args.pipeline_only
+            else (
+                f"vs bare: median {statistics.median(values):.2f}x "
+                f"(rounds: {' '.join(f'{r:.2f}' for r in values)}); "
             )
+        )
+        print(
+            f"pipeline with {consumers} consumer process(es) {ratio}"
+            f"peak RSS of a consumer {peak_mb[consumers]} MB"
+        )
 
 
 def print_runs(name: str, count: int, runs: list[float]) -> None:
