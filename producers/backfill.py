@@ -149,20 +149,9 @@ class Backfill:
             high = self._scalar(f"SELECT max({version}) AS v FROM {quote_ident(table.name)}")
             mark = replace(mark, snapshot_high=high)
         self.progress.start(table.name, self._count(table) if self.progress.enabled else None)
-        emitted = 0
-        while True:
-            if self.stop.is_set():
-                self._settle(table)
-                return mark, emitted, False
-            page = next_page(table, mark, self.options.chunk)
-            rows = self.source.query(page.sql, page.params)
-            if rows:
-                mark = mark.advanced(rows[-1], table, len(rows))
-                self._emit(table, rows, mark)
-                emitted += len(rows)
-            if len(rows) < self.options.chunk:
-                break
-        self._settle(table)
+        mark, emitted, finished = self._page_through(table, mark)
+        if not finished:
+            return mark, emitted, False
         if mark.phase == "snapshot":
             mark = Watermark(
                 "incremental", version=mark.snapshot_high, rows_emitted=mark.rows_emitted
@@ -178,11 +167,15 @@ class Backfill:
         kind = table.columns[table.version_columns[0]].type.kind
         floor = lookback_floor(mark.version, kind, self.options.lookback_s)
         self.progress.start(table.name, None)
+        return self._page_through(table, mark, floor=floor)
+
+    def _page_through(
+        self, table: TableMapping, mark: Watermark, *, floor: Any = None
+    ) -> tuple[Watermark, int, bool]:
+        """Emit pages after `mark` until a short page (finished: True) or a stop request
+        (False); either way every page in flight is settled and its watermark saved."""
         emitted, first = 0, True
-        while True:
-            if self.stop.is_set():
-                self._settle(table)
-                return mark, emitted, False
+        while not self.stop.is_set():
             page = next_page(table, mark, self.options.chunk, floor=floor, first=first)
             first = False
             rows = self.source.query(page.sql, page.params)
@@ -193,6 +186,8 @@ class Backfill:
             if len(rows) < self.options.chunk:
                 self._settle(table)
                 return mark, emitted, True
+        self._settle(table)
+        return mark, emitted, False
 
     def _emit(self, table: TableMapping, rows: list[dict[str, Any]], mark: Watermark) -> None:
         """Produce a page without waiting for it; checkpoint pages Kafka already acked.

@@ -167,6 +167,20 @@ def test_stop_mid_table_saves_the_acknowledged_position_and_a_rerun_resumes_ther
 MEMBERS = 100_000
 
 
+D1CDC = str(Path(sys.executable).parent / "d1cdc")
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    """The environment of a `d1cdc` child process talking to this test's services."""
+    return {
+        **os.environ,
+        "D1CDC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "D1CDC_TARGET_URL": settings.target_url.get_secret_value(),
+        "D1CDC_TOPIC_PREFIX": settings.topic_prefix,
+        "D1CDC_LOG_FORMAT": "json",
+    }
+
+
 def test_kill_9_mid_table_then_restart_misses_no_row(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
@@ -175,15 +189,9 @@ def test_kill_9_mid_table_then_restart_misses_no_row(
     # Large enough that the first run cannot finish between two looks at its watermark.
     source = make_source(tmp_path / "src.sqlite", teams=2, members=MEMBERS)
     mapping_path = write_mapping(tmp_path / "mapping.toml")
-    env = {
-        **os.environ,
-        "D1CDC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "D1CDC_TARGET_URL": settings.target_url.get_secret_value(),
-        "D1CDC_TOPIC_PREFIX": settings.topic_prefix,
-        "D1CDC_LOG_FORMAT": "json",
-    }
+    env = cli_env(settings)
     command = [
-        str(Path(sys.executable).parent / "d1cdc"),
+        D1CDC,
         "backfill",
         "--tables",
         "member",
@@ -253,15 +261,9 @@ def test_follow_mode_exits_cleanly_on_sigterm(
     settings = make_settings()
     source = make_source(tmp_path / "src.sqlite", members=30)
     mapping_path = write_mapping(tmp_path / "mapping.toml")
-    env = {
-        **os.environ,
-        "D1CDC_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
-        "D1CDC_TARGET_URL": settings.target_url.get_secret_value(),
-        "D1CDC_TOPIC_PREFIX": settings.topic_prefix,
-        "D1CDC_LOG_FORMAT": "json",
-    }
+    env = cli_env(settings)
     command = [
-        str(Path(sys.executable).parent / "d1cdc"), "backfill", "--follow", "--interval", "0.2",
+        D1CDC, "backfill", "--follow", "--interval", "0.2",
         "--source-path", str(source), "--mapping", str(mapping_path),
     ]  # fmt: skip
     store = WatermarkStore(create_target_engine(settings.target_url.get_secret_value()))
