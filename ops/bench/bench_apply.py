@@ -368,6 +368,7 @@ def run_lag(server_url: str, bootstrap: str, rate: int, seconds: int) -> list[fl
     from worker.config import load_settings
     from worker.envelope import encode_event, new_event
     from worker.kafka import admin_client, producer_config
+    from worker.logs import configure_logging
 
     mapping = bench_mapping()
     url = fresh_database(server_url, mapping)
@@ -385,6 +386,7 @@ def run_lag(server_url: str, bootstrap: str, rate: int, seconds: int) -> list[fl
         return result
 
     MySQLSink.apply = measured  # type: ignore[method-assign]
+    configure_logging(level="warning")  # the loop runs in this process: keep its logs quiet
     settings = load_settings(
         None,
         kafka_bootstrap=bootstrap,
