@@ -137,10 +137,12 @@ def bare_insert_all(server_url: str, workload: Workload, batch: int) -> float:
         table = workload.mapping.table(name)
         converted = convert_row(table, row)
         per_table.setdefault(name, []).append(tuple(converted[c] for c in table.columns))
+    conn = bare_connection(url)
     started = time.perf_counter()
     for name, params in per_table.items():
-        bare_upsert(url, workload.mapping.table(name), params, batch)
+        bare_upsert(conn, workload.mapping.table(name), params, batch)
     seconds = time.perf_counter() - started
+    conn.close()
     drop_database(server_url, url)
     return seconds
 
@@ -166,10 +168,9 @@ def changes_for(table: TableMapping, count: int, version: int) -> list[Change]:
     return result
 
 
-def bare_upsert(url: str, table: TableMapping, rows: list[tuple[Any, ...]], batch: int) -> None:
-    """The baseline: PyMySQL executemany of a plain `INSERT … ON DUPLICATE KEY UPDATE`."""
+def bare_connection(url: str) -> pymysql.Connection[Any]:
     parsed = sa.engine.make_url(url)
-    conn = pymysql.connect(
+    return pymysql.connect(
         host=parsed.host,
         port=parsed.port or 3306,
         user=parsed.username,
@@ -177,6 +178,12 @@ def bare_upsert(url: str, table: TableMapping, rows: list[tuple[Any, ...]], batc
         database=parsed.database,
         charset="utf8mb4",
     )
+
+
+def bare_upsert(
+    conn: pymysql.Connection[Any], table: TableMapping, rows: list[tuple[Any, ...]], batch: int
+) -> None:
+    """The baseline: PyMySQL executemany of a plain `INSERT … ON DUPLICATE KEY UPDATE`."""
     names = list(table.columns)
     cols = ", ".join(f"`{c}`" for c in names)
     updated = [c for c in names if c not in table.primary_key] or names[:1]
@@ -185,15 +192,12 @@ def bare_upsert(url: str, table: TableMapping, rows: list[tuple[Any, ...]], batc
         f"INSERT INTO `{table.name}` ({cols}) VALUES ({', '.join(['%s'] * len(names))}) "
         f"ON DUPLICATE KEY UPDATE {sets}"
     )
-    try:
-        with conn.cursor() as cur:
-            for start in range(0, len(rows), 5000):
-                chunk = rows[start : start + 5000]
-                for part in range(0, len(chunk), batch):
-                    cur.executemany(sql, chunk[part : part + batch])
-                conn.commit()
-    finally:
-        conn.close()
+    with conn.cursor() as cur:
+        for start in range(0, len(rows), 5000):
+            chunk = rows[start : start + 5000]
+            for part in range(0, len(chunk), batch):
+                cur.executemany(sql, chunk[part : part + batch])
+            conn.commit()
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -230,17 +234,19 @@ def run_sink_vs_bare(server_url: str, rows: int, batch: int, repeat: int) -> dic
         engine = create_target_engine(d1_url)
         sink = MySQLSink(engine, mapping, rows_per_statement=batch, rows_per_transaction=5000)
         sink.apply([])  # side table created outside the measurement
+        bare_conn = bare_connection(bare_url)
         for label, changes in passes.items():
             params = [tuple(c.row[n] for n in table.columns) for c in changes if c.row]
             contenders: list[tuple[str, Callable[[], Any]]] = [
                 (f"d1cdc sink, {label}", partial(sink.apply, changes)),
-                (f"bare PyMySQL, {label}", partial(bare_upsert, bare_url, table, params, batch)),
+                (f"bare PyMySQL, {label}", partial(bare_upsert, bare_conn, table, params, batch)),
             ]
             if round_ % 2:
                 contenders.reverse()
             for name, fn in contenders:
                 seconds.setdefault(name, []).append(timed(fn))
         engine.dispose()
+        bare_conn.close()
         drop_database(server_url, d1_url)
         drop_database(server_url, bare_url)
     return seconds
@@ -277,7 +283,7 @@ def run_pipeline(
     from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
     from producers.rebuild import committed_offsets, offsets
-    from producers.topics import ensure_topics, topic_for
+    from producers.topics import dlq_topic, ensure_topics, topic_for
     from worker.envelope import encode_event, new_event
     from worker.kafka import admin_client, producer_config
 
@@ -305,44 +311,70 @@ def run_pipeline(
         "D1CDC_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
     }
     command = [sys.executable, "-c", "from worker.cli.main import run; run()", "consume"]
-    children = [subprocess.Popen(command, env=env) for _ in range(consumers)]
-    wait_for_group(admin, group, consumers, partitions * len(tables))
-    started = time.perf_counter()
-    producer = Producer(producer_config(bootstrap))
-    for topic, key, value in messages:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.01)
-    producer.flush(60)
-    del messages
     topics = [topic_for(prefix, t) for t in tables]
-    ends = offsets(admin, topics, OffsetSpec.latest())  # type: ignore[no-untyped-call]
-    ends = {p: end for p, end in ends.items() if end > 0}
-    peak_kb = 0
-    pending = list(ends)
-    next_check = 0.0
-    while pending and all(child.poll() is None for child in children):
-        # Poll each child's RSS: ru_maxrss of children would count the pages a fork shares
-        # with this (large) parent before exec.
-        peak_kb = max([peak_kb, *(_rss_kb(child.pid) for child in children)])
-        if time.perf_counter() >= next_check:
-            next_check = time.perf_counter() + 0.1
-            done = committed_offsets(admin, group, pending)
-            pending = [p for p in pending if done.get(p, -1) < ends[p]]
-        time.sleep(0.02)
-    seconds = time.perf_counter() - started
-    for child in children:
-        child.terminate()  # SIGTERM: finish the batch, commit, leave the group
-    codes = [child.wait(60) for child in children]
-    if pending or any(codes):
-        sys.exit(f"d1cdc consume did not apply everything (exit codes {codes})")
-    drop_database(server_url, url)
-    for future in admin.delete_topics(topics).values():  # 354 partitions per demo run
-        future.result(60)
+    children = [subprocess.Popen(command, env=env) for _ in range(consumers)]
+    try:
+        wait_for_group(admin, group, consumers, partitions * len(tables))
+        failed: list[str] = []
+
+        def delivered(error: Any, _message: Any) -> None:
+            if error is not None:
+                failed.append(str(error))
+
+        started = time.perf_counter()
+        producer = Producer(producer_config(bootstrap))
+        for topic, key, value in messages:
+            while True:
+                try:
+                    producer.produce(topic, key=key, value=value, on_delivery=delivered)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        if producer.flush(60) or failed:
+            sys.exit(f"events not delivered to Kafka: {failed[:3]}")
+        del messages
+        ends = offsets(admin, topics, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+        ends = {p: end for p, end in ends.items() if end > 0}
+        peak_kb = 0
+        pending = list(ends)
+        next_check = 0.0
+        while pending and all(child.poll() is None for child in children):
+            # Poll each child's RSS: ru_maxrss of children would count the pages a fork
+            # shares with this (large) parent before exec.
+            peak_kb = max([peak_kb, *(_rss_kb(child.pid) for child in children)])
+            if time.perf_counter() >= next_check:
+                next_check = time.perf_counter() + 0.1
+                done = committed_offsets(admin, group, pending)
+                pending = [p for p in pending if done.get(p, -1) < ends[p]]
+            time.sleep(0.02)
+        seconds = time.perf_counter() - started
+        if pending:
+            sys.exit("a d1cdc consume process exited before everything was applied")
+        # Committed is not yet "in MySQL" for a dead-lettered event: count both.
+        dead = sum(offsets(admin, [dlq_topic(prefix)], OffsetSpec.latest()).values())  # type: ignore[no-untyped-call]
+        stored = target_rows(url, tables)
+        if dead or stored != len(workload.rows):
+            sys.exit(f"{stored} rows in MySQL and {dead} dead letters for {len(workload.rows)}")
+    finally:
+        for child in children:
+            child.terminate()  # SIGTERM: finish the batch, commit, leave the group
+        codes = [child.wait(60) for child in children]
+        drop_database(server_url, url)
+        for future in admin.delete_topics([*topics, dlq_topic(prefix)]).values():
+            future.result(60)  # 354 partitions per demo run: a broker keeping them slows down
+    if any(codes):
+        sys.exit(f"d1cdc consume exited with {codes}")
     return seconds, peak_kb // 1024
+
+
+def target_rows(url: str, tables: list[str]) -> int:
+    engine = create_target_engine(url, pool_size=1)
+    with engine.connect() as conn:
+        total = sum(
+            conn.exec_driver_sql(f"SELECT count(*) FROM `{t}`").scalar_one() for t in tables
+        )
+    engine.dispose()
+    return int(total)
 
 
 def _rss_kb(pid: int) -> int:
@@ -365,6 +397,7 @@ def run_lag(server_url: str, bootstrap: str, rate: int, seconds: int) -> list[fl
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     from consumers.loop import ConsumeLoop
+    from producers.topics import dlq_topic
     from worker.config import load_settings
     from worker.envelope import encode_event, new_event
     from worker.kafka import admin_client, producer_config
@@ -421,6 +454,8 @@ def run_lag(server_url: str, bootstrap: str, rate: int, seconds: int) -> list[fl
     MySQLSink.apply = original  # type: ignore[method-assign]
     loop.engine.dispose()
     drop_database(server_url, url)
+    for future in admin.delete_topics([topic, dlq_topic(prefix)]).values():
+        future.result(60)
     return lags
 
 
