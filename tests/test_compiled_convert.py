@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from worker.errors import ConversionError
 from worker.schema import compiled
 from worker.schema.compiled import compile_columns, table_converter
-from worker.schema.convert import convert_key, convert_row, converter_for, version_of
+from worker.schema.convert import (
+    BIGINT_RANGE,
+    INT_RANGE,
+    MS_RANGE,
+    SECONDS_RANGE,
+    convert_key,
+    convert_row,
+    converter_for,
+    version_of,
+)
 from worker.schema.mapping import ColumnMapping, LogicalType, mapping_from_dict
 
 TABLE = mapping_from_dict(
@@ -53,16 +62,46 @@ COLUMN_NAMES = [*TABLE.columns, "unknown"]
 
 
 def _outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    """("ok", every column as (type, repr)) or ("error", message). Types and reprs, not `==`:
+    `==` cannot tell True from 1, 1.0 from 1 or -0.0 from 0.0."""
     try:
-        return "ok", fn(*args)
+        converted = fn(*args)
     except ConversionError as exc:
         return "error", str(exc)
+    return "ok", [(name, type(value), repr(value)) for name, value in converted.items()]
 
 
 @given(st.dictionaries(st.sampled_from(COLUMN_NAMES), VALUES))
 def test_compiled_row_equals_the_reference_result_or_error(row: dict[str, Any]) -> None:
     """Same converted row, or the same ConversionError message, for any input row."""
     key = {"id": row.get("id"), "n": row.get("n")}
+    compiled = _outcome(table_converter(TABLE).row, row, key)
+    assert compiled == _outcome(convert_row, TABLE, row, key)
+
+
+MS_LOW, MS_HIGH = MS_RANGE
+S_LOW, S_HIGH = SECONDS_RANGE
+# Per column, values that mostly fit (so the converted path runs), around every bound.
+FITTING: dict[str, st.SearchStrategy[Any]] = {
+    "id": st.text(st.characters(max_codepoint=127), min_size=7, max_size=9) | st.text(max_size=9),
+    "n": st.integers(INT_RANGE[0] - 1, INT_RANGE[1] + 1),
+    "name": st.text(),
+    "flag": st.sampled_from([0, 1, True, False, 2, None]),
+    "big": st.integers(BIGINT_RANGE[0] - 1, BIGINT_RANGE[1] + 1) | st.none(),
+    "doc": st.sampled_from(['{"a":1}', "[1,2]", "null", None]),
+    "price": st.decimals(-9999, 9999, places=2).map(str) | st.none(),
+    "score": st.floats() | st.integers() | st.none(),
+    "blob": st.binary(max_size=4) | st.none(),
+    "createdAt": st.integers(S_LOW - 1, S_HIGH + 1) | st.floats() | st.none(),
+    "updatedAt": st.integers(MS_LOW - 1, MS_HIGH + 1) | st.integers(-(10**6), 10**6),
+    "counter": st.integers(-5, 5) | st.none(),
+}
+
+
+@given(st.fixed_dictionaries(FITTING))
+def test_compiled_row_of_fitting_values_equals_the_reference(row: dict[str, Any]) -> None:
+    """Rows that mostly convert: the same values, of the same types, as the reference."""
+    key = {"id": row["id"], "n": row["n"]}
     compiled = _outcome(table_converter(TABLE).row, row, key)
     assert compiled == _outcome(convert_row, TABLE, row, key)
 
@@ -115,5 +154,8 @@ def test_usual_values_take_the_inline_path(monkeypatch: pytest.MonkeyPatch) -> N
         return fail
 
     monkeypatch.setattr(compiled, "converter_for", refuse)
-    assert compile_columns(columns)(row) == expected
+    converted = compile_columns(columns)(row)
+    assert [(type(v), repr(v)) for v in converted.values()] == [
+        (type(v), repr(v)) for v in expected.values()
+    ]
     assert compile_columns(columns)({}) == dict.fromkeys(row)  # missing → NULL, inline too
