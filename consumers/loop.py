@@ -34,7 +34,6 @@ from consumers.backpressure import Backpressure
 from consumers.change import Source
 from consumers.coalesce import coalesce_batch
 from consumers.decode import decode_batch
-from consumers.decode_worker import DecodeWorkers
 from consumers.dlq import DeadLetterProducer
 from consumers.progress import commit_offsets, partition_lags, sources_of
 from consumers.retry import MYSQL_ERRORS
@@ -101,7 +100,6 @@ class ConsumeLoop:
         self.backpressure = Backpressure(self.engine, self.health)
         self.outcome = LoopOutcome()
         self._applier: BackgroundApplier | None = None  # set while `run` runs
-        self._decoder: DecodeWorkers | None = None  # while `run` runs, if configured
         # Offsets of applied batches whose commit failed (e.g. ILLEGAL_GENERATION during a
         # rebalance that left us the partition): retried until they stick, or the partition
         # goes. Otherwise an idle partition's committed offset would never reach its end.
@@ -142,8 +140,6 @@ class ConsumeLoop:
         restore = stop_on_signals(self.stop)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._applier = BackgroundApplier(self.sink, dlq)
-        processes = self.settings.decode_processes
-        self._decoder = DecodeWorkers(self.mapping, processes) if processes else None
         try:
             self._check_mysql()
             self._prune()
@@ -153,9 +149,6 @@ class ConsumeLoop:
             restore()
             self._applier.close()  # after an error: let it end, never commit it
             self._applier = None
-            if self._decoder is not None:
-                self._decoder.close()
-                self._decoder = None
             consumer.close()  # leaves the group: partitions move on at once
             metrics.PAUSED.set(0)
         return self.outcome
@@ -204,10 +197,7 @@ class ConsumeLoop:
             self._finish(consumer)
             return
         metrics.BATCH_SIZE.observe(len(sources))
-        if self._decoder is not None:
-            decoded = self._decoder.decode(sources)  # the applier runs meanwhile
-        else:
-            decoded = decode_batch(sources, self.mapping)
+        decoded = decode_batch(sources, self.mapping)
         coalesced = coalesce_batch(decoded.changes)
         previous = self._applier.wait()  # batch N must be done before N+1 starts
         if isinstance(previous, FailedBatch):

@@ -77,12 +77,6 @@ class Settings(BaseSettings):
     rows_per_transaction: int = Field(
         5000, ge=1, le=1_000_000, description="Rows per MySQL transaction (PlanetScale: 20 s)."
     )
-    decode_processes: int = Field(
-        0,
-        ge=0,
-        le=64,
-        description="Child processes decoding events beside each consumer; 0 = in-process.",
-    )
     tombstone_retention_hours: float = Field(
         168.0, gt=0, description="How long delete tombstones guard against resurrection."
     )

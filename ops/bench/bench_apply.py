@@ -93,23 +93,6 @@ def source_row(i: int, version: int) -> dict[str, Any]:
     }
 
 
-@dataclass(frozen=True)
-class Setup:
-    """How the pipeline runs: consume processes, and decode processes for each."""
-
-    consumers: int
-    decoders: int = 0
-
-    @classmethod
-    def parse(cls, text: str) -> Setup:
-        consumers, _, decoders = text.partition("+")
-        return cls(int(consumers), int(decoders or 0))
-
-    def __str__(self) -> str:
-        decoding = f" + {self.decoders} decode process(es) each" if self.decoders else ""
-        return f"{self.consumers} consume process(es){decoding}"
-
-
 @dataclass
 class Workload:
     """Source rows to replicate: (table, row as SQLite returns it) in insert order."""
@@ -282,10 +265,10 @@ def run_pipeline(
     bootstrap: str,
     workload: Workload,
     batch: int,
-    setup: Setup,
+    consumers: int,
     partitions: int,
 ) -> tuple[float, int]:
-    """`setup.consumers` `d1cdc consume` processes in one group, joined and idle on the empty
+    """`consumers` `d1cdc consume` processes in one group, joined and idle on the empty
     topics; then the workload's events (encoded beforehand) are produced as fast as
     librdkafka takes them. Returns (seconds from the first event produced until the group
     has committed every offset, i.e. every event is in MySQL; peak RSS of the largest
@@ -326,10 +309,8 @@ def run_pipeline(
         "D1CDC_ROWS_PER_STATEMENT": str(batch),
         "D1CDC_METRICS_PORT": "0",
         "D1CDC_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
-        "D1CDC_DECODE_PROCESSES": str(setup.decoders),
     }
     command = [sys.executable, "-c", "from worker.cli.main import run; run()", "consume"]
-    consumers = setup.consumers
     topics = [topic_for(prefix, t) for t in tables]
     children = [subprocess.Popen(command, env=env) for _ in range(consumers)]
     try:
@@ -358,12 +339,9 @@ def run_pipeline(
         pending = list(ends)
         next_check = 0.0
         while pending and all(child.poll() is None for child in children):
-            # Poll each process's RSS (decode processes are the consumers' children):
-            # ru_maxrss of children would count the pages a fork shares with this (large)
-            # parent before exec.
-            pids = [child.pid for child in children]
-            pids += [kid for pid in pids for kid in _children_of(pid)]
-            peak_kb = max([peak_kb, *(_rss_kb(pid) for pid in pids)])
+            # Poll each child's RSS: ru_maxrss of children would count the pages a fork
+            # shares with this (large) parent before exec.
+            peak_kb = max([peak_kb, *(_rss_kb(child.pid) for child in children)])
             if time.perf_counter() >= next_check:
                 next_check = time.perf_counter() + 0.1
                 done = committed_offsets(admin, group, pending)
@@ -397,14 +375,6 @@ def target_rows(url: str, tables: list[str]) -> int:
         )
     engine.dispose()
     return int(total)
-
-
-def _children_of(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as children:
-            return [int(kid) for kid in children.read().split()]
-    except OSError:
-        return []
 
 
 def _rss_kb(pid: int) -> int:
@@ -504,12 +474,11 @@ def main() -> None:
     parser.add_argument("--pipeline", action="store_true", help="also Kafka → MySQL end to end")
     parser.add_argument("--pipeline-only", action="store_true", help="skip the bare baseline")
     parser.add_argument(
-        "--setups",
-        type=Setup.parse,
+        "--consumers",
+        type=int,
         nargs="+",
-        default=[Setup.parse(s) for s in ("1", "1+1", "2")],
-        help="pipeline setups, one run each: N = N consume processes; N+D = N consume "
-        "processes with D decode processes each (D1CDC_DECODE_PROCESSES)",
+        default=[1, 2],
+        help="consumer process counts to run the pipeline with (one run each)",
     )
     parser.add_argument("--partitions", type=int, default=6, help="partitions per topic")
     parser.add_argument("--lag-rate", type=int, default=0, help="events/s for the lag run")
@@ -555,22 +524,22 @@ def compare_pipeline(
         "event produced until every offset is committed; bare run first in each round"
     )
     seconds: dict[str, list[float]] = {}
-    ratios: dict[Setup, list[float]] = {setup: [] for setup in args.setups}
-    peak_mb: dict[Setup, int] = {}
+    ratios: dict[int, list[float]] = {n: [] for n in args.consumers}
+    peak_mb: dict[int, int] = {}
     for _ in range(args.repeat):
         bare = 0.0 if args.pipeline_only else bare_insert_all(server_url, workload, args.batch)
         seconds.setdefault("bare PyMySQL upsert", []).append(bare)
-        for setup in args.setups:
+        for consumers in args.consumers:
             took, rss_mb = run_pipeline(
-                server_url, bootstrap, workload, args.batch, setup, args.partitions
+                server_url, bootstrap, workload, args.batch, consumers, args.partitions
             )
-            seconds.setdefault(f"pipeline, {setup}", []).append(took)
-            ratios[setup].append(bare / took)
-            peak_mb[setup] = max(peak_mb.get(setup, 0), rss_mb)
+            seconds.setdefault(f"pipeline, {consumers} consumer(s)", []).append(took)
+            ratios[consumers].append(bare / took)
+            peak_mb[consumers] = max(peak_mb.get(consumers, 0), rss_mb)
     for name, runs in seconds.items():
         if any(runs):
             print_runs(name, count, runs)
-    for setup, values in ratios.items():
+    for consumers, values in ratios.items():
         ratio = (
             ""
             if args.pipeline_only
@@ -579,7 +548,10 @@ def compare_pipeline(
                 f"(rounds: {' '.join(f'{r:.2f}' for r in values)}); "
             )
         )
-        print(f"pipeline, {setup}: {ratio}peak RSS of a process {peak_mb[setup]} MB")
+        print(
+            f"pipeline with {consumers} consumer process(es) {ratio}"
+            f"peak RSS of a consumer {peak_mb[consumers]} MB"
+        )
 
 
 def print_runs(name: str, count: int, runs: list[float]) -> None:

@@ -25,12 +25,6 @@ def consume(
     batch_size: int | None = typer.Option(None, help="Events per consume batch."),
     group_id: str | None = typer.Option(None, help="Consumer group id."),
     metrics_port: int | None = typer.Option(None, help="HTTP /metrics port; 0 = off."),
-    decode_processes: int | None = typer.Option(
-        None,
-        min=0,
-        help="Child processes that decode events while this one applies (0 = none). "
-        "1 is worth it when a core is free: one process is bound by one core of CPU.",
-    ),
     session_timeout_ms: int | None = typer.Option(
         None,
         min=6000,
@@ -39,11 +33,7 @@ def consume(
 ) -> None:
     """Apply change events from Kafka to MySQL: idempotent, stale-safe, poison-isolated."""
     settings = settings_from(
-        ctx,
-        batch_size=batch_size,
-        group_id=group_id,
-        metrics_port=metrics_port,
-        decode_processes=decode_processes,
+        ctx, batch_size=batch_size, group_id=group_id, metrics_port=metrics_port
     )
     mapping = load_mapping(settings.mapping_path)
     selected = [t.strip() for entry in tables or [] for t in entry.split(",") if t.strip()]
