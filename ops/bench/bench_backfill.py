@@ -37,6 +37,7 @@ from worker.cli.backfill import run_backfill
 from worker.config import Settings, load_settings
 from worker.db import create_database, create_target_engine
 from worker.demo import BENCHMARK_SCALE, generate_demo_db, ground_truth_mapping
+from worker.gc_tuning import tune_for_long_running_worker
 from worker.kafka import admin_client
 from worker.schema.ddl import apply_mapping
 
@@ -73,7 +74,9 @@ def consume(settings: Settings) -> None:
     request), so the loop's own periodic lag check is switched off for the measurement.
     """
     consume_loop.LAG_CHECK_EVERY_S = 1e9
-    consume_loop.ConsumeLoop(settings, ground_truth_mapping()).run()
+    loop = consume_loop.ConsumeLoop(settings, ground_truth_mapping())
+    tune_for_long_running_worker()  # as `d1cdc consume` does
+    loop.run()
 
 
 def run_d1cdc(
