@@ -39,6 +39,7 @@ from worker.db import create_database, create_target_engine
 from worker.demo import BENCHMARK_SCALE, generate_demo_db, ground_truth_mapping
 from worker.gc_tuning import tune_for_long_running_worker
 from worker.kafka import admin_client
+from worker.logs import configure_logging
 from worker.schema.ddl import apply_mapping
 
 
@@ -74,6 +75,7 @@ def consume(settings: Settings) -> None:
     request), so the loop's own periodic lag check is switched off for the measurement.
     """
     consume_loop.LAG_CHECK_EVERY_S = 1e9
+    configure_logging(settings.log_format, settings.log_level)
     loop = consume_loop.ConsumeLoop(settings, ground_truth_mapping())
     tune_for_long_running_worker()  # as `d1cdc consume` does
     loop.run()
