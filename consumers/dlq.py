@@ -45,15 +45,42 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
     ]
 
 
-class DeadLetterProducer:
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self._producer = Producer(producer_config(bootstrap, **{"linger.ms": 5}))
+class _AckedProducer:
+    """A producer that never drops an event: it waits out a full local queue and remembers
+    every failed delivery, for `flush` to report."""
+
+    def __init__(self, bootstrap: str, **config: Any) -> None:
+        self._producer = Producer(producer_config(bootstrap, **config))
         self._failures: list[str] = []
 
     def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
         if err is not None:
             self._failures.append(str(err))
+
+    def produce(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None
+    ) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    topic, key=key, value=value, headers=headers, on_delivery=self._delivered
+                )
+                break
+            except BufferError:  # local queue full (a large batch or replay): wait, never drop
+                self._producer.poll(0.5)
+        self._producer.poll(0)  # serve delivery reports as we go
+
+    def flush(self, timeout_s: float) -> tuple[int, list[str]]:
+        """Wait for every event; (how many are still unacknowledged, failed deliveries)."""
+        remaining = self._producer.flush(timeout_s)
+        failures, self._failures = self._failures, []
+        return remaining, failures
+
+
+class DeadLetterProducer:
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._producer = _AckedProducer(bootstrap, **{"linger.ms": 5})
 
     def send(self, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:
@@ -65,24 +92,13 @@ class DeadLetterProducer:
                 offset=src.offset,
                 reason=letter.reason,
             )
-            self._produce(src.key, src.value, dead_letter_headers(letter))
+            self._producer.produce(self.topic, src.key, src.value, dead_letter_headers(letter))
             DEAD_LETTERS.inc()
-
-    def _produce(self, key: bytes | None, value: bytes | None, headers: Any) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    self.topic, key=key, value=value, headers=headers, on_delivery=self._delivered
-                )
-                return
-            except BufferError:  # queue full: serve deliveries, never drop
-                self._producer.poll(0.5)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait for every dead letter to be acknowledged; raise `ServiceError` otherwise."""
-        remaining = self._producer.flush(timeout_s)
-        if remaining or self._failures:
-            failures, self._failures = self._failures, []
+        remaining, failures = self._producer.flush(timeout_s)
+        if remaining or failures:
             raise ServiceError(
                 f"dead-letter topic {self.topic}: {remaining} unacknowledged, "
                 f"failed: {'; '.join(failures[:3]) or 'timeout'}"
@@ -180,27 +196,16 @@ def read_dead_letters(
 
 def replay_dead_letters(bootstrap: str, records: Iterable[DeadLetterRecord]) -> int:
     """Re-produce each record's original key/value to its original topic; returns the count."""
-    producer = Producer(producer_config(bootstrap))
-    failures: list[str] = []
-
-    def delivered(err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            failures.append(str(err))
-
+    producer = _AckedProducer(bootstrap)
     count = 0
     for record in records:
-        while True:
-            try:
-                producer.produce(
-                    record.topic, key=record.key, value=record.value, on_delivery=delivered
-                )
-                break
-            except BufferError:  # local queue full on a large replay: wait, never drop
-                producer.poll(0.5)
-        producer.poll(0)
+        producer.produce(record.topic, record.key, record.value)
         count += 1
-    if producer.flush(30) or failures:
-        raise ServiceError(f"replay: {len(failures)} event(s) not acknowledged: {failures[:3]}")
+    remaining, failures = producer.flush(30)
+    if remaining or failures:
+        raise ServiceError(
+            f"replay: {remaining + len(failures)} event(s) not acknowledged: {failures[:3]}"
+        )
     return count
 
 
