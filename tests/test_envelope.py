@@ -143,7 +143,15 @@ def test_blobs_travel_as_base64_objects() -> None:
     assert decode_event(value).row == {"id": 1, "b": b"\x00\xff"}
 
 
-def test_nan_cannot_be_encoded() -> None:
-    """JSON has no NaN: encoding one is an EnvelopeError, not invalid JSON on the topic."""
+@pytest.mark.parametrize(
+    "row",
+    [
+        {"id": 1, "x": float("nan")},
+        {"id": 1, "b": b"blob", "x": float("inf")},  # after a value that needs `to_wire`
+        {"id": 1, "big": 2**60, "x": float("nan")},
+    ],
+)
+def test_nan_cannot_be_encoded(row: dict[str, Any]) -> None:
+    """JSON has no NaN: encoding one is an EnvelopeError, never `null` on the topic."""
     with pytest.raises(EnvelopeError, match="cannot be encoded"):
-        encode_event(new_event("t", "upsert", {"id": 1}, {"id": 1, "x": float("nan")}))
+        encode_event(new_event("t", "upsert", {"id": 1}, row))

@@ -24,7 +24,6 @@ from worker.errors import EnvelopeError
 
 ENVELOPE_VERSION = 1
 Op = Literal["upsert", "delete"]
-OPS: frozenset[str] = frozenset({"upsert", "delete"})
 MAX_SAFE_INTEGER = 2**53 - 1
 # JSON scalars pass through `from_wire` unchanged; skipping the call is the decode hot path.
 _PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
@@ -117,13 +116,14 @@ def encode_key(key: Mapping[str, Any]) -> bytes:
 def _wire_columns(table: str, columns: dict[str, Any]) -> dict[str, Any]:
     """`to_wire` of every value; `columns` itself when all are plain JSON scalars already
     (the common case: no copy). Refuses NaN/Infinity, which are not JSON."""
-    for value in columns.values():
+    plain = True
+    for value in columns.values():  # every value: a NaN after a blob must be refused too
         kind = type(value)
         if kind is float and not math.isfinite(value):
             raise EnvelopeError(f"table {table!r}: event cannot be encoded: {value} is not JSON")
         if kind not in _PLAIN or (kind is int and abs(value) > MAX_SAFE_INTEGER):
-            return {k: to_wire(v) for k, v in columns.items()}
-    return columns
+            plain = False
+    return columns if plain else {k: to_wire(v) for k, v in columns.items()}
 
 
 def encode_event(event: ChangeEvent) -> tuple[bytes, bytes]:
@@ -203,7 +203,7 @@ def decode_fields(value: bytes | None) -> EventFields:
     table, op, key, row = body["table"], body["op"], body["key"], body["row"]
     if not isinstance(table, str) or not table:
         raise EnvelopeError("table must be a non-empty string")
-    if op != "upsert" and op != "delete":  # not `in OPS`: a list or object is unhashable
+    if op != "upsert" and op != "delete":  # not `in {…}`: a list or object is unhashable
         raise EnvelopeError(f"op must be 'upsert' or 'delete', not {op!r}")
     if not isinstance(key, dict) or not key:
         raise EnvelopeError("key must be a non-empty object")
