@@ -161,6 +161,39 @@ def test_every_corruption_lands_in_its_category(
     assert not report.clean
 
 
+def test_a_differing_chunk_is_diffed_over_its_checksummed_range(
+    replicated: tuple[Settings, Mapping, sa.Engine],
+) -> None:
+    """Rows deleted (on both sides) between a chunk's checksum and its row diff: the diff
+    covers exactly the checksummed key range, so the next chunk's rows are not pulled in
+    and counted twice."""
+    settings, mapping, engine = replicated
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE `user` SET firstName = 'changed' WHERE id = 'usr_0010'")
+    source = SqliteSource(settings.source_path)
+    verifier = verifier_for(
+        mapping.table("user"), source, engine, checksums=True, chunk_rows=25, settle_seconds=0
+    )
+    assert verifier.checksums is not None
+    renderer = verifier.checksums[0]
+    render = renderer.after
+    gone = [f"usr_{i:04d}" for i in range(1, 6)]
+
+    def render_then_delete(*args: object, **kwargs: object) -> object:
+        rendered = render(*args, **kwargs)  # type: ignore[arg-type]
+        if args[0] is None:  # just after chunk 0 was checksummed
+            with sqlite3.connect(settings.source_path) as conn:
+                conn.executemany('DELETE FROM "user" WHERE id = ?', [(k,) for k in gone])
+            with engine.begin() as conn:
+                conn.exec_driver_sql("DELETE FROM `user` WHERE id IN %(ids)s", {"ids": gone})
+        return rendered
+
+    renderer.after = render_then_delete  # type: ignore[method-assign]
+    report = verifier.run()
+    assert report.mismatched_keys == [("usr_0010",)]
+    assert (report.processed, report.matching) == (ROWS - len(gone), ROWS - len(gone) - 1)
+
+
 def test_cli_exit_codes_and_json(replicated: tuple[Settings, Mapping, sa.Engine]) -> None:
     """`d1cdc verify --json`: exit 0 clean, 1 with differences, 2 on a broken mapping."""
     settings, _mapping, engine = replicated

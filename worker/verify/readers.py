@@ -27,14 +27,25 @@ class SourceChunks:
         self._pk = ", ".join(quote_ident(k) for k in table.primary_key)
         self._select = f"SELECT {cols} FROM {quote_ident(table.name)}"
 
-    def after(self, last_key: Sequence[Any] | None, limit: int) -> list[Row]:
-        if last_key is None:
-            return self.source.query(f"{self._select} ORDER BY {self._pk} LIMIT ?", [limit])
-        marks = ", ".join("?" for _ in last_key)
-        return self.source.query(
-            f"{self._select} WHERE ({self._pk}) > ({marks}) ORDER BY {self._pk} LIMIT ?",
-            [*last_key, limit],
-        )
+    def after(
+        self,
+        last_key: Sequence[Any] | None,
+        limit: int | None,
+        upto: Sequence[Any] | None = None,
+    ) -> list[Row]:
+        """Rows with a key after `last_key` (and up to `upto`, inclusive), at most `limit`."""
+        where: list[str] = []
+        params: list[Any] = []
+        for bound, op in ((last_key, ">"), (upto, "<=")):
+            if bound is not None:
+                where.append(f"({self._pk}) {op} ({', '.join('?' for _ in bound)})")
+                params += bound
+        sql = self._select + (f" WHERE {' AND '.join(where)}" if where else "")
+        sql += f" ORDER BY {self._pk}"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self.source.query(sql, params)
 
     def by_keys(self, keys: Sequence[Sequence[Any]]) -> list[Row]:
         return rows_by_keys(

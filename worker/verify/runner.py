@@ -154,7 +154,7 @@ class TableVerifier:
         """
         assert self.checksums is not None
         renderer, target_sums = self.checksums
-        pending: tuple[Key | None, Checksum, Future[Checksum]] | None = None
+        pending: tuple[Key | None, Key | None, Checksum, Future[Checksum]] | None = None
         low: Key | None = None
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-target") as pool:
             while True:
@@ -164,7 +164,7 @@ class TableVerifier:
                 future = pool.submit(target_sums.between, *self._bounds(low, high))
                 if pending is not None:
                     self._settle(*pending, total, overflow, report)
-                pending = (low, source_sum, future)
+                pending = (low, high, source_sum, future)
                 if high is None:
                     break
                 low = high
@@ -173,6 +173,7 @@ class TableVerifier:
     def _settle(
         self,
         low: Key | None,
+        high: Key | None,
         source_sum: Checksum,
         target_sum: Future[Checksum],
         total: ChunkDiff,
@@ -184,23 +185,37 @@ class TableVerifier:
             report.processed += source_sum.rows
             self.on_progress(source_sum.rows)
         else:
-            _, rows = self._diff_chunk(low, total, overflow, report)
-            self.on_progress(rows)
+            # Exactly the checksummed range (low, high]: rows written since must neither
+            # push part of it out of the diff nor pull the next chunk's rows in.
+            raw = self.source.after(low, None, upto=high)
+            self.on_progress(self._diff_range(low, high, raw, total, overflow, report))
 
     def _diff_chunk(
         self, low: Key | None, total: ChunkDiff, overflow: dict[str, int], report: TableReport
     ) -> tuple[Key | None, int]:
         """Read the chunk after `low` from both sides and diff it row by row."""
-        self.diffed_chunks += 1
         raw = self.source.after(low, self.chunk_rows)
-        source = self._source_side(raw)
         exhausted = len(raw) < self.chunk_rows
         high = None if exhausted else tuple(raw[-1][k] for k in self.comparer.table.primary_key)
+        return high, self._diff_range(low, high, raw, total, overflow, report)
+
+    def _diff_range(
+        self,
+        low: Key | None,
+        high: Key | None,
+        raw: list[dict[str, Any]],
+        total: ChunkDiff,
+        overflow: dict[str, int],
+        report: TableReport,
+    ) -> int:
+        """Diff the source rows `raw` of the key range (low, high] against the target's."""
+        self.diffed_chunks += 1
+        source = self._source_side(raw)
         target = self._target_side(self.target.between(*self._bounds(low, high)))
         chunk = diff_chunks(source, target, self._differing_columns)
         _merge(total, chunk, overflow)
         report.processed += len(source) + len(chunk.extra)
-        return high, len(source)
+        return len(source)
 
     def _recheck(self, first: ChunkDiff, report: TableReport) -> None:
         """Differences seen once are read again after `settle_seconds`; those that changed
