@@ -22,12 +22,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from producers.sources.base import quote_ident
+from worker.schema.infer import MS_THRESHOLD  # above: ms, even in a seconds column
 from worker.schema.mapping import TableMapping
 
 Phase = Literal["snapshot", "incremental", "scan"]
-# Above this a Unix timestamp must be milliseconds (1e11 s is the year 5138): Drizzle's
-# deprecated `.defaultNow()` writes milliseconds even into a seconds column.
-_MS_THRESHOLD = 100_000_000_000
 
 
 @dataclass(frozen=True)
@@ -59,7 +57,7 @@ def lookback_floor(version: Any, kind: str, seconds: float) -> Any:
     if seconds <= 0 or version is None or isinstance(version, bool):
         return version
     if isinstance(version, int | float):
-        if kind == "timestamp_ms" or (kind.startswith("timestamp") and version > _MS_THRESHOLD):
+        if kind == "timestamp_ms" or (kind.startswith("timestamp") and version > MS_THRESHOLD):
             return version - int(seconds * 1000)
         if kind.startswith("timestamp"):
             return version - int(seconds)

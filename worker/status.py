@@ -17,6 +17,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from sqlalchemy.engine import Engine
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
+from producers.topics import dlq_topic, topic_for
 from producers.watermarks import TABLE_NAME as WATERMARKS_TABLE
 from producers.watermarks import WatermarkStore
 from worker.config import Settings
@@ -32,6 +33,13 @@ _SETTLING = {
     KafkaError._TIMED_OUT,
 }
 DLQ_ACK_GROUP_SUFFIX = ".dlq"
+
+
+def dlq_ack_group(group_id: str) -> str:
+    """The group whose DLQ offsets mark what `dlq replay` re-submitted (status reads it)."""
+    return group_id + DLQ_ACK_GROUP_SUFFIX
+
+
 LOOK_BACK_MESSAGES = 3  # read back this many messages per partition for "last applied"
 
 
@@ -129,21 +137,21 @@ def collect_status(
     reader_cfg = consumer_config(settings.kafka_bootstrap, f"d1cdc-status-{uuid.uuid4().hex[:8]}")
     apply_consumer, reader = Consumer(group), Consumer(reader_cfg)
     dlq_consumer = Consumer(
-        consumer_config(settings.kafka_bootstrap, settings.group_id + DLQ_ACK_GROUP_SUFFIX)
+        consumer_config(settings.kafka_bootstrap, dlq_ack_group(settings.group_id))
     )
     status = Status()
     try:
         existing = set(admin_client(settings.kafka_bootstrap).list_topics(timeout=10).topics)
         watermarks = _watermarks(engine)
         for table in tables:
-            topic = f"{prefix}.{table}"
+            topic = topic_for(prefix, table)
             row = TableStatus(table, watermark=watermarks.get(table))
             if topic in existing:
                 row.end_offset, row.committed, committed = _pending(apply_consumer, topic)
                 if last_applied:
                     row.last_applied_ms = _last_applied_ms(reader, committed)
             status.tables.append(row)
-        dlq = f"{prefix}._dlq"
+        dlq = dlq_topic(prefix)
         if dlq in existing:
             end, done, _ = _pending(dlq_consumer, dlq)
             status.dlq_pending = end - done

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from types import FrameType
 
 import typer
 
+from consumers.signals import stop_on_signals
 from producers.backfill import Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
 from producers.progress import TableProgress, progress_enabled
@@ -29,23 +26,6 @@ def select_tables(mapping: Mapping, tables: list[str] | None) -> list[TableMappi
     if not names:
         return mapping.in_level_order()
     return sorted((mapping.table(n) for n in names), key=lambda t: (t.level, t.name))
-
-
-@contextmanager
-def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM/SIGINT set `stop`: the current chunk is flushed and its watermark saved."""
-
-    def handler(_signum: int, _frame: FrameType | None) -> None:
-        stop.set()
-
-    previous: dict[signal.Signals, Callable[..., object] | int | None] = {}
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        previous[signum] = signal.signal(signum, handler)
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def run_backfill(
@@ -116,9 +96,12 @@ def backfill(
     selected = select_tables(mapping, tables)
     options = BackfillOptions(chunk=chunk, lookback_s=lookback, detect_deletes=deletes)
     stop = threading.Event()
-    with stop_on_signals(stop):
+    restore = stop_on_signals(stop.set)  # the current chunk is flushed, its watermark saved
+    try:
         emitted = run_backfill(
             settings, mapping, selected, options, follow=follow, interval_s=interval, stop=stop
         )
+    finally:
+        restore()
     if not follow:
         typer.echo(f"backfill emitted {emitted} rows from {len(selected)} tables", err=True)

@@ -17,14 +17,9 @@ from consumers.dlq import (
 from producers.topics import dlq_topic, topic_for
 from worker.cli.context import settings_from
 from worker.config import Settings
-from worker.status import DLQ_ACK_GROUP_SUFFIX
+from worker.status import dlq_ack_group
 
 dlq_app = typer.Typer(help="List and replay dead-lettered events.", no_args_is_help=True)
-
-
-def ack_group(settings: Settings) -> str:
-    """The group whose DLQ offsets mark what was replayed (`d1cdc status` reads it)."""
-    return settings.group_id + DLQ_ACK_GROUP_SUFFIX
 
 
 def _records(
@@ -33,7 +28,7 @@ def _records(
     records = read_dead_letters(
         settings.kafka_bootstrap,
         dlq_topic(settings.topic_prefix),
-        pending_for=None if everything else ack_group(settings),
+        pending_for=None if everything else dlq_ack_group(settings.group_id),
     )
     if table is not None:
         wanted = topic_for(settings.topic_prefix, table)
@@ -83,6 +78,9 @@ def replay(
     count = replay_dead_letters(settings.kafka_bootstrap, records)
     if table is None:
         acknowledge_dead_letters(
-            settings.kafka_bootstrap, dlq_topic(settings.topic_prefix), ack_group(settings), records
+            settings.kafka_bootstrap,
+            dlq_topic(settings.topic_prefix),
+            dlq_ack_group(settings.group_id),
+            records,
         )
     typer.echo(f"replayed {count} event(s)", err=True)

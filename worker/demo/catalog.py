@@ -46,10 +46,3 @@ INTERNAL_TABLES_SQL = (
     "applied_at TIMESTAMP DEFAULT CURRENT_TIMESTAMP NOT NULL)",
     "CREATE TABLE _cf_KV (key TEXT PRIMARY KEY, value BLOB) WITHOUT ROWID",
 )
-
-
-def demo_table(name: str) -> DemoTable:
-    for table in DEMO_TABLES:
-        if table.name == name:
-            return table
-    raise KeyError(name)

@@ -41,10 +41,6 @@ def cuid_like(prefix: str, rng: random.Random) -> str:
     return f"{prefix}_" + "".join(rng.choices(_ID_ALPHABET, k=24))
 
 
-def person_name(rng: random.Random, _i: int) -> str:
-    return f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
-
-
 def first_name(rng: random.Random, _i: int) -> str:
     return rng.choice(FIRST_NAMES)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from producers.sources.base import quote_ident as quote_sqlite
 from worker.errors import SchemaError, ServiceError
 
 # Tables D1, SQLite and Drizzle keep for themselves; they are not application data.
@@ -76,11 +77,6 @@ def open_readonly(path: Path) -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
-
-
-def quote_sqlite(identifier: str) -> str:
-    """A double-quoted SQLite identifier (quotes inside are doubled)."""
-    return '"' + identifier.replace('"', '""') + '"'
 
 
 def is_selected(
