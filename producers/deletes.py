@@ -43,7 +43,7 @@ def source_keys(source: Source, table: TableMapping) -> set[Key]:
     keys: set[Key] = set()
     mark = Watermark("scan")
     while True:
-        page = next_page(table, mark, KEY_PAGE)
+        page = next_page(table, mark, KEY_PAGE, columns=table.primary_key)
         rows = source.query(page.sql, page.params)
         keys.update(tuple(r[c] for c in table.primary_key) for r in rows)
         if len(rows) < KEY_PAGE:

@@ -90,23 +90,29 @@ def _placeholders(count: int) -> str:
 
 
 def next_page(
-    table: TableMapping, mark: Watermark, limit: int, *, floor: Any = None, first: bool = False
+    table: TableMapping,
+    mark: Watermark,
+    limit: int,
+    *,
+    floor: Any = None,
+    first: bool = False,
+    columns: Sequence[str] | None = None,
 ) -> Page:
-    """The SELECT for the page after `mark`.
+    """The SELECT for the page after `mark`: every column, or only `columns`.
 
     In the incremental phase the first page of a cycle starts at `floor` (the watermark's
     version minus the lookback), inclusive; later pages continue after (version, pk).
     """
     name = quote_ident(table.name)
+    selected = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+    head = f"SELECT {selected} FROM {name}"
     pk = table.primary_key
     if mark.phase in ("snapshot", "scan"):
         order = ", ".join(quote_ident(c) for c in pk)
         if mark.pk is None:
-            return Page(f"SELECT * FROM {name} ORDER BY {order} LIMIT ?", (limit,))
+            return Page(f"{head} ORDER BY {order} LIMIT ?", (limit,))
         where = f"{_row_value(pk)} > {_placeholders(len(pk))}"
-        return Page(
-            f"SELECT * FROM {name} WHERE {where} ORDER BY {order} LIMIT ?", (*mark.pk, limit)
-        )
+        return Page(f"{head} WHERE {where} ORDER BY {order} LIMIT ?", (*mark.pk, limit))
     version_col = table.version_columns[0]
     order_cols = (version_col, *pk)
     order = ", ".join(quote_ident(c) for c in order_cols)
@@ -117,11 +123,9 @@ def next_page(
             where = f"{v} IS NOT NULL"
         else:
             where, params = f"{v} >= ?", (floor,)
-        return Page(
-            f"SELECT * FROM {name} WHERE {where} ORDER BY {order} LIMIT ?", (*params, limit)
-        )
+        return Page(f"{head} WHERE {where} ORDER BY {order} LIMIT ?", (*params, limit))
     where = f"{_row_value(order_cols)} > {_placeholders(len(order_cols))}"
     return Page(
-        f"SELECT * FROM {name} WHERE {where} ORDER BY {order} LIMIT ?",
+        f"{head} WHERE {where} ORDER BY {order} LIMIT ?",
         (mark.version, *mark.pk, limit),
     )

@@ -95,3 +95,10 @@ def test_lookback_floor_leaves_counters_and_non_dates_alone() -> None:
     assert lookback_floor(42, "integer", 300) == 42
     assert lookback_floor("v7", "text", 300) == "v7"
     assert lookback_floor(None, "timestamp_s", 300) is None
+
+
+def test_a_page_can_select_only_some_columns() -> None:
+    """Delete detection pages over keys only: no row bodies copied (or sent over D1's API)."""
+    page = next_page(TABLE, Watermark("scan"), 10, columns=TABLE.primary_key)
+    assert page.sql.startswith("SELECT " + ", ".join(f'"{c}"' for c in TABLE.primary_key) + " FROM")
+    assert next_page(TABLE, Watermark("scan"), 10).sql.startswith("SELECT * FROM")
