@@ -3,12 +3,12 @@
 PyMySQL's `executemany` turns `INSERT … VALUES (%s, …) ON DUPLICATE KEY UPDATE …` into one
 multi-row statement, but escapes every value through `Connection.escape` → `escape_item` →
 the encoder of its type, then `%`-formats each row: about 15 µs of CPU per 15-column row,
-the largest single cost of the apply (measured with ops/bench/bench_apply.py). The rows a
-sink writes hold a handful of types (the converters' outputs), so here each value goes
-through one dict lookup to the very escape function PyMySQL would reach (`escape_string`,
-`escape_float`, …); any other type, and a server in `NO_BACKSLASH_ESCAPES` mode, is left to
-PyMySQL itself. The bytes sent are identical to PyMySQL's (tested in tests/test_literals.py);
-only the route to them is shorter, about half the CPU.
+the largest single cost of the apply (py-spy on `d1cdc consume` of ops/bench/bench_apply.py's
+events). The rows a sink writes hold a handful of types (the converters' outputs), so here
+each value goes through one dict lookup to the very escape function PyMySQL would reach
+(`escape_string`, `escape_float`, …); any other type, and a server in `NO_BACKSLASH_ESCAPES`
+mode, is left to PyMySQL itself. The bytes sent are identical to PyMySQL's (tested in
+tests/test_literals.py); only the route to them is shorter, about half the CPU.
 
 `row_renderer` goes one step further for a table whose column types are known: it
 generates one function rendering a whole row, with each column's usual type escaped inline

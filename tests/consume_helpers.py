@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import tomllib
 from collections.abc import Callable, Iterable
 from itertools import count
 from typing import Any
@@ -19,31 +20,6 @@ from worker.kafka import admin_client, producer_config
 from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping, mapping_from_dict
 
-MAPPING: Mapping = mapping_from_dict(
-    {
-        "tables": {
-            "user": {
-                "primary_key": ["id"],
-                "version_columns": ["updatedAt"],
-                "columns": {
-                    "id": {"type": "string(20)", "nullable": False},
-                    "email": {"type": "string(100)"},
-                    "name": {"type": "text"},
-                    "active": {"type": "boolean"},
-                    "updatedAt": {"type": "timestamp_ms", "nullable": False},
-                },
-                "indexes": [{"name": "user_email", "columns": ["email"], "unique": True}],
-            },
-            "tag": {
-                "primary_key": ["id"],
-                "columns": {
-                    "id": {"type": "string(20)", "nullable": False},
-                    "label": {"type": "text"},
-                },
-            },
-        }
-    }
-)
 MAPPING_TOML = """
 [tables.user]
 primary_key = ["id"]
@@ -73,6 +49,7 @@ nullable = false
 [tables.tag.columns.label]
 type = "text"
 """
+MAPPING: Mapping = mapping_from_dict(tomllib.loads(MAPPING_TOML))  # one definition, two forms
 BASE_MS = 1_760_000_000_000
 _offsets = count()
 
@@ -143,12 +120,15 @@ def produce_raw(bootstrap: str, topic: str, key: bytes, value: bytes | None) -> 
 
 
 def wait_for(
-    condition: Callable[[], bool], timeout_s: float = 60.0, what: str = "condition"
+    condition: Callable[[], bool],
+    timeout_s: float = 60.0,
+    what: str = "condition",
+    interval_s: float = 0.2,
 ) -> None:
-    """Poll `condition` until true; fail with `what` after the deadline."""
+    """Poll `condition` every `interval_s` until true; fail with `what` after the deadline."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.2)
+        time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")

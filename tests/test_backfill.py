@@ -8,7 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from producers.keyset import Watermark
 from producers.sources import D1HttpSource, SqliteSource
 from producers.topics import ensure_topics, topic_for
 from producers.watermarks import WatermarkStore
+from tests.consume_helpers import wait_for
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.envelope import decode_event
@@ -207,12 +207,13 @@ def test_kill_9_mid_table_then_restart_misses_no_row(
     ]
     store = WatermarkStore(create_target_engine(settings.target_url.get_secret_value()))
     first = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        mark = store.load("member")
-        if mark is not None and mark.rows_emitted >= 500:
-            break
-        time.sleep(0.05)
+    # Polled often: the kill must land before the run finishes the table.
+    wait_for(
+        lambda: (mark := store.load("member")) is not None and mark.rows_emitted >= 500,
+        60,
+        "the first run to checkpoint 500 rows",
+        interval_s=0.05,
+    )
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     killed_at = store.load("member")
@@ -269,10 +270,11 @@ def test_follow_mode_exits_cleanly_on_sigterm(
     store = WatermarkStore(create_target_engine(settings.target_url.get_secret_value()))
     follower = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while (mark := store.load("member")) is None or mark.phase != "incremental":
-            assert time.monotonic() < deadline, "the follower never finished its first pass"
-            time.sleep(0.1)
+        wait_for(
+            lambda: (mark := store.load("member")) is not None and mark.phase == "incremental",
+            60,
+            "the follower to finish its first pass",
+        )
         assert follower.poll() is None  # still following
         follower.send_signal(signal.SIGTERM)
         assert follower.wait(timeout=30) == 0

@@ -1,8 +1,8 @@
 """Per-table converters compiled once: `convert_row`/`convert_key` for the consume hot path.
 
 `worker.schema.convert` is the reference: its `convert_row` looks up every column's
-converter for every value, which was a third of the decode time per event (measured with
-ops/bench/bench_apply.py). A `TableConverter` generates, once per table, one straight-line
+converter for every value, which was a third of the decode time per event (py-spy on a consume of
+ops/bench/bench_apply.py's events). A `TableConverter` generates, once per table, one straight-line
 Python function for its columns: per column an inline test for the usual value (an ASCII
 string that fits, an in-range int, …) that keeps it as is, else the column's reference
 converter. No loop, no per-value dispatch: 6.3 → 3.0 µs for a 15-column row (`timeit`).
