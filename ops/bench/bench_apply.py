@@ -335,19 +335,15 @@ def run_pipeline(
         del messages
         ends = offsets(admin, topics, OffsetSpec.latest())  # type: ignore[no-untyped-call]
         ends = {p: end for p, end in ends.items() if end > 0}
-        peak_kb = 0
         pending = list(ends)
-        next_check = 0.0
         while pending and all(child.poll() is None for child in children):
-            # Poll each child's RSS: ru_maxrss of children would count the pages a fork
-            # shares with this (large) parent before exec.
-            peak_kb = max([peak_kb, *(_rss_kb(child.pid) for child in children)])
-            if time.perf_counter() >= next_check:
-                next_check = time.perf_counter() + 0.1
-                done = committed_offsets(admin, group, pending)
-                pending = [p for p in pending if done.get(p, -1) < ends[p]]
-            time.sleep(0.02)
+            done = committed_offsets(admin, group, pending)
+            pending = [p for p in pending if done.get(p, -1) < ends[p]]
+            time.sleep(0.05)
         seconds = time.perf_counter() - started
+        # Each child's own high-water mark, read while it still runs (ru_maxrss of children
+        # would count the pages a fork shares with this large parent before exec).
+        peak_kb = max(_peak_rss_kb(child.pid) for child in children)
         if pending:
             sys.exit("a d1cdc consume process exited before everything was applied")
         # Committed is not yet "in MySQL" for a dead-lettered event: count both.
@@ -377,11 +373,13 @@ def target_rows(url: str, tables: list[str]) -> int:
     return int(total)
 
 
-def _rss_kb(pid: int) -> int:
+def _peak_rss_kb(pid: int) -> int:
+    """The kernel's high-water mark of the process's resident memory (VmHWM): a peak
+    between two polls still counts."""
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmRSS:"):
+                if line.startswith("VmHWM:"):
                     return int(line.split()[1])
     except OSError:
         pass
