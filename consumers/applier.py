@@ -17,7 +17,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from consumers.change import Change, DeadLetter, Source
+from consumers.change import Change, DeadLetter, MessageRef
 from consumers.dlq import DeadLetterProducer
 from consumers.sink import ApplyResult, MySQLSink
 from worker.errors import ServiceError
@@ -27,7 +27,7 @@ from worker.errors import ServiceError
 class AppliedBatch:
     """A batch the MySQL transaction(s) and the dead-letter flush are done with."""
 
-    sources: list[Source]
+    sources: list[MessageRef]
     changes: list[Change]  # decoded, before coalescing (for metrics)
     result: ApplyResult
     dead: int  # dead letters produced: undecodable + refused by MySQL
@@ -38,13 +38,13 @@ class AppliedBatch:
 class FailedBatch:
     """MySQL stayed unavailable beyond the in-process retries: nothing of it is committed."""
 
-    sources: list[Source]
+    sources: list[MessageRef]
     error: ServiceError
 
 
 @dataclass
 class _Pending:
-    sources: list[Source]
+    sources: list[MessageRef]
     changes: list[Change]
     future: Future[tuple[ApplyResult, int, float]]
 
@@ -58,7 +58,7 @@ class BackgroundApplier:
 
     def submit(
         self,
-        sources: list[Source],
+        sources: list[MessageRef],
         changes: list[Change],
         coalesced: list[Change],
         dead: list[DeadLetter],

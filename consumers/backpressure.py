@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from sqlalchemy.engine import Engine
 
-from consumers.change import Source
-from consumers.progress import Partition, rewind_offsets
+from consumers.change import MessageRef
+from consumers.offsets import Partition, rewind_offsets
 from worker import metrics
 from worker.db import ping
 from worker.errors import ServiceError
@@ -37,7 +37,7 @@ class Backpressure:
     def active(self) -> bool:
         return self.rewind is not None
 
-    def pause(self, consumer: Consumer, failed: Iterable[Source], reason: str) -> None:
+    def pause(self, consumer: Consumer, failed: Iterable[MessageRef], reason: str) -> None:
         """Stop fetching; rewind to the failed batch's first offsets; never commit it."""
         log.error("apply failed; pausing partitions until MySQL answers", error=reason)
         self.health.mysql_ok = False
@@ -47,7 +47,7 @@ class Backpressure:
         self._seek(consumer)
         self._next_probe = time.monotonic() + PROBE_EVERY_S
 
-    def hold_back(self, consumer: Consumer, fetched: Iterable[Source]) -> None:
+    def hold_back(self, consumer: Consumer, fetched: Iterable[MessageRef]) -> None:
         """Messages already fetched when we paused are not applied now: rewind to them too,
         or their partitions would skip them after the resume."""
         fetched_from = rewind_offsets(fetched)

@@ -29,7 +29,7 @@ from typing import Any, Literal, NamedTuple
 Op = Literal["upsert", "delete"]
 
 
-class Source(NamedTuple):
+class MessageRef(NamedTuple):
     """Where an event came from, enough to dead-letter or replay it byte for byte.
 
     A named tuple, not a frozen dataclass: one is built per message, and this way costs a
@@ -54,7 +54,7 @@ class Change:
     row: dict[str, Any] | None  # converted row (upserts only)
     version: bytes | None  # encoded version; None only for a delete without before-image
     ts_ms: int
-    source: Source
+    source: MessageRef
     version_values: tuple[Any, ...] | None = None  # the raw version tuple, for SQL guards
 
     @cached_property
@@ -74,7 +74,7 @@ class StoredState:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    source: Source
+    source: MessageRef
     reason: str
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumers.change import Change, DeadLetter, Source
+from consumers.change import Change, DeadLetter, MessageRef
 from consumers.versions import encode_version, ts_version
 from worker.envelope import decode_fields
 from worker.errors import ConversionError, EnvelopeError, EventError, SchemaError
@@ -26,7 +26,7 @@ class DecodedBatch:
     skipped: int = 0  # compaction tombstones
 
 
-def decode_batch(sources: Iterable[Source], mapping: Mapping) -> DecodedBatch:
+def decode_batch(sources: Iterable[MessageRef], mapping: Mapping) -> DecodedBatch:
     batch = DecodedBatch()
     for source in sources:
         if source.value is None:
@@ -39,7 +39,7 @@ def decode_batch(sources: Iterable[Source], mapping: Mapping) -> DecodedBatch:
     return batch
 
 
-def to_change(source: Source, mapping: Mapping) -> Change:
+def to_change(source: MessageRef, mapping: Mapping) -> Change:
     """Decode and convert one message; raises an `EventError` subclass with the reason."""
     name, op, wire_key, wire_row, ts_ms, _event_id, _origin = decode_fields(source.value)
     table = mapping.table(name)

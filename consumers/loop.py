@@ -31,16 +31,14 @@ from sqlalchemy.engine import Engine
 
 from consumers.applier import AppliedBatch, BackgroundApplier, FailedBatch
 from consumers.backpressure import Backpressure
-from consumers.change import Source
+from consumers.change import MessageRef
 from consumers.coalesce import coalesce_batch
 from consumers.decode import decode_batch
 from consumers.dlq import DeadLetterProducer
-from consumers.progress import commit_offsets, partition_lags, sources_of
+from consumers.offsets import commit_offsets, message_refs, partition_lags
 from consumers.retry import MYSQL_ERRORS
-from consumers.signals import stop_on_signals
+from consumers.row_versions import prune_tombstones
 from consumers.sink import MySQLSink
-from consumers.tombstones import prune_tombstones
-from producers.topics import dlq_topic, ensure_topics, topic_for
 from worker import metrics
 from worker.config import Settings
 from worker.db import create_target_engine, ping
@@ -48,6 +46,8 @@ from worker.errors import ServiceError
 from worker.kafka import admin_client, consumer_config
 from worker.logs import get_logger
 from worker.schema.mapping import Mapping
+from worker.signals import stop_on_signals
+from worker.topics import dlq_topic, ensure_topics, topic_for
 
 log = get_logger(__name__)
 
@@ -163,7 +163,7 @@ class ConsumeLoop:
             )
             self.health.polled()
             if self.backpressure.active:
-                self.backpressure.hold_back(consumer, sources_of(messages))
+                self.backpressure.hold_back(consumer, message_refs(messages))
                 self.backpressure.probe_and_resume(consumer)
             elif messages:
                 self._process(consumer, messages)
@@ -192,7 +192,7 @@ class ConsumeLoop:
 
     def _process(self, consumer: Consumer, messages: list[Message]) -> None:
         assert self._applier is not None
-        sources = sources_of(messages)
+        sources = message_refs(messages)
         if not sources:
             self._finish(consumer)
             return
@@ -234,7 +234,7 @@ class ConsumeLoop:
             offsets=offsets,
         )
 
-    def _commit(self, consumer: Consumer, sources: list[Source]) -> dict[str, int]:
+    def _commit(self, consumer: Consumer, sources: list[MessageRef]) -> dict[str, int]:
         """Commit synchronously; returns {"topic[partition]": next offset} for the log."""
         for tp in commit_offsets(sources):
             key = (tp.topic, tp.partition)

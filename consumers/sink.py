@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from pymysql.cursors import Cursor
 from sqlalchemy.engine import Connection, Engine
 
-from consumers import sql, tombstones
+from consumers import row_versions, sql
 from consumers.change import Change, DeadLetter
 from consumers.literals import execute_upsert, row_renderer
 from consumers.plan import TablePlan, plan_table
@@ -78,10 +78,10 @@ class MySQLSink:
     def apply(self, changes: Sequence[Change]) -> ApplyResult:
         """Apply coalesced `changes`; returns counts and the dead letters of refused rows."""
         if not self._side_table_ready:
-            with_retries(lambda: tombstones.ensure_side_table(self.engine))
+            with_retries(lambda: row_versions.ensure_side_table(self.engine))
             self._side_table_ready = True
         result = ApplyResult()
-        for part in tombstones.chunks(list(changes), self.rows_per_transaction):
+        for part in row_versions.chunks(list(changes), self.rows_per_transaction):
             result.merge(self._isolating(part))
         return result
 
@@ -120,7 +120,7 @@ class MySQLSink:
         self, conn: Connection, table: TableMapping, changes: list[Change], result: ApplyResult
     ) -> None:
         versioned = bool(table.version_columns)
-        states = tombstones.read_states(
+        states = row_versions.read_states(
             conn,
             table.name,
             {c.identity[1] for c in changes},
@@ -166,17 +166,17 @@ class MySQLSink:
         # (measured with ops/bench/bench_apply.py), and PyMySQL's rewrite needs none of it.
         cursor = cast(Cursor, conn.connection.dbapi_connection.cursor())  # type: ignore[union-attr]
         try:
-            for part in tombstones.chunks(rows, self.rows_per_statement):
+            for part in row_versions.chunks(rows, self.rows_per_statement):
                 execute_upsert(cursor, statement, part, render)
         finally:
             cursor.close()
 
     def _write_side_table(self, conn: Connection, table: TableMapping, plan: TablePlan) -> None:
-        tombstones.write_states(
+        row_versions.write_states(
             conn, table.name, {ident[1]: state for ident, state in plan.state_writes.items()}
         )
         if plan.state_clears:
-            tombstones.clear_states(conn, table.name, [ident[1] for ident in plan.state_clears])
+            row_versions.clear_states(conn, table.name, [ident[1] for ident in plan.state_clears])
 
 
 def _service_error(exc: Exception) -> Exception:

@@ -15,6 +15,8 @@ source ops/with-services.sh
 echo "== ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+echo "== import-linter (the layers)" >&2
+.venv/bin/lint-imports
 echo "== mypy --strict" >&2
 .venv/bin/mypy
 echo "== pytest" >&2

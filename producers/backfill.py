@@ -28,10 +28,10 @@ from sqlalchemy.engine import Engine
 from producers.deletes import find_deleted_keys
 from producers.emitter import ChangeEmitter
 from producers.keyset import Watermark, lookback_floor, next_page, start_watermark
-from producers.sources.base import Source, quote_ident
 from producers.watermarks import WatermarkStore
 from worker.logs import get_logger
 from worker.schema.mapping import TableMapping
+from worker.sources.base import Source, quote_ident
 
 ORIGIN = "backfill"
 _log = get_logger("d1cdc.backfill")

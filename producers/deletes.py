@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from producers.keyset import Watermark, next_page
-from producers.sources.base import Source, rows_by_keys
 from worker.logs import get_logger
 from worker.schema.mapping import TableMapping
+from worker.sources.base import Source, rows_by_keys
 
 COMPARABLE_KINDS = frozenset({"text", "string", "integer", "bigint"})
 KEY_PAGE = 10_000

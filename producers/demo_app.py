@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from producers.sources.base import quote_ident
 from worker.demo.catalog import DEMO_TABLES
 from worker.demo.model import DemoColumn, DemoTable
 from worker.demo.values import cuid_like
+from worker.sources.base import quote_ident
 
 # How far in the past a "late" write's updatedAt may lie. Per row it never goes backwards
 # (`max(updatedAt, ?)`): writes to one row are serialised by the database, and the version

@@ -25,13 +25,13 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from producers.spool import DEFAULT_MAX_BYTES, Spool, SpooledMessage
-from producers.topics import topic_for
 from worker.config import Settings
 from worker.envelope import ChangeEvent, encode_event, new_event
 from worker.errors import SchemaError, ServiceError
 from worker.kafka import producer_config
 from worker.logs import get_logger
 from worker.schema.mapping import Mapping as SchemaMapping
+from worker.topics import topic_for
 
 SPOOL_RETRY_SECONDS = 5.0
 SPOOL_DELIVERY_TIMEOUT_MS = 30_000

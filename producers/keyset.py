@@ -21,9 +21,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from producers.sources.base import quote_ident
 from worker.schema.infer import MS_THRESHOLD  # above: ms, even in a seconds column
 from worker.schema.mapping import TableMapping
+from worker.sources.base import quote_ident
 
 Phase = Literal["snapshot", "incremental", "scan"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import count
 from typing import Any
 
-from consumers.change import Change, Op, Source
+from consumers.change import Change, MessageRef, Op
 from consumers.versions import encode_version, ts_version
 from worker.schema.mapping import Mapping, mapping_from_dict
 
@@ -59,5 +59,5 @@ def tag_change(key: str, op: Op, ts_ms: int, *, label: str = "x") -> Change:
     return Change("tag", op, {"id": key}, row, ts_version(ts_ms), ts_ms, _source("tag"))
 
 
-def _source(table: str) -> Source:
-    return Source(f"test.{table}", 0, next(_offsets), b"k", b"v")
+def _source(table: str) -> MessageRef:
+    return MessageRef(f"test.{table}", 0, next(_offsets), b"k", b"v")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from consumers.change import Change, Source
+from consumers.change import Change, MessageRef
 from consumers.decode import to_change
 from worker.db import create_target_engine
 from worker.envelope import ChangeEvent, Op, encode_event, new_event
@@ -76,7 +76,7 @@ def tag_event(tid: str, ts: int, op: Op = "upsert", label: str = "x") -> ChangeE
 
 def as_change(event: ChangeEvent, prefix: str = "test") -> Change:
     key, value = encode_event(event)
-    source = Source(f"{prefix}.{event.table}", 0, next(_offsets), key, value)
+    source = MessageRef(f"{prefix}.{event.table}", 0, next(_offsets), key, value)
     return to_change(source, MAPPING)
 
 

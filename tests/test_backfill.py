@@ -19,8 +19,6 @@ from topic_reader import read_topic
 from producers.backfill import Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
 from producers.keyset import Watermark
-from producers.sources import D1HttpSource, SqliteSource
-from producers.topics import ensure_topics, topic_for
 from producers.watermarks import WatermarkStore
 from tests.consume_helpers import wait_for
 from worker.config import Settings
@@ -28,6 +26,8 @@ from worker.db import create_target_engine
 from worker.envelope import decode_event
 from worker.kafka import admin_client
 from worker.schema.ddl import apply_mapping
+from worker.sources import D1HttpSource, SqliteSource
+from worker.topics import ensure_topics, topic_for
 
 pytestmark = pytest.mark.integration
 MAPPING = load_test_mapping()

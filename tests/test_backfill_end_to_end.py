@@ -19,8 +19,6 @@ from table_compare import differences
 from consumers.loop import ConsumeLoop, run_until_caught_up
 from producers.backfill import Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
-from producers.sources import SqliteSource
-from producers.topics import ensure_topics
 from producers.watermarks import WatermarkStore
 from tests.consume_helpers import wait_for
 from worker.cli.backfill import run_backfill
@@ -30,6 +28,8 @@ from worker.demo import generate_demo_db, ground_truth_mapping
 from worker.kafka import admin_client
 from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping
+from worker.sources import SqliteSource
+from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 TABLES = ("user", "team", "team_membership", "limit", "plan", "feature", "tag")

@@ -14,10 +14,10 @@ from topic_reader import read_topic
 
 from producers.capture import capture_changes
 from producers.emitter import ChangeEmitter
-from producers.topics import ensure_topics, topic_for
 from worker.config import Settings
 from worker.envelope import decode_event
 from worker.kafka import admin_client
+from worker.topics import ensure_topics, topic_for
 
 pytestmark = pytest.mark.integration
 

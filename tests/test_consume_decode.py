@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from consumers.change import Source
+from consumers.change import MessageRef
 from consumers.decode import decode_batch
 from consumers.versions import encode_version, ts_version
 from tests.consume_helpers import BASE_MS, MAPPING, tag_event, user_event
 from worker.envelope import ChangeEvent, encode_event, new_event
 
 
-def _source(event: ChangeEvent, topic: str | None = None, offset: int = 0) -> Source:
+def _source(event: ChangeEvent, topic: str | None = None, offset: int = 0) -> MessageRef:
     key, value = encode_event(event)
-    return Source(topic or f"p.{event.table}", 0, offset, key, value)
+    return MessageRef(topic or f"p.{event.table}", 0, offset, key, value)
 
 
 def test_compaction_tombstones_are_skipped_not_dead_lettered() -> None:
     """A null value is Kafka's delete marker for compaction: nothing to apply, no DLQ."""
-    batch = decode_batch([Source("p.user", 0, 0, b'{"id":"a"}', None)], MAPPING)
+    batch = decode_batch([MessageRef("p.user", 0, 0, b'{"id":"a"}', None)], MAPPING)
     assert (batch.changes, batch.dead, batch.skipped) == ([], [], 1)
 
 
@@ -53,7 +53,7 @@ def test_unversioned_table_version_is_ts_ms() -> None:
 def test_each_poison_event_is_dead_lettered_with_its_reason_and_origin() -> None:
     """Bad JSON, unknown table, unconvertible value, wrong topic → one dead letter each."""
     sources = [
-        Source("p.user", 1, 10, b"k", b"{oops"),
+        MessageRef("p.user", 1, 10, b"k", b"{oops"),
         _source(new_event("ghost", "upsert", {"id": "x"}, {"id": "x"}), topic="p.user", offset=11),
         _source(user_event("b", 1, active=2), offset=12),
         _source(tag_event("t", 1), topic="p.user", offset=13),

@@ -6,7 +6,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
-from consumers.change import Source
+from consumers.change import MessageRef
 from consumers.loop import ConsumeLoop
 from tests.consume_helpers import MAPPING
 from worker.config import load_settings
@@ -28,8 +28,8 @@ class FlakyCommits:
         return offsets
 
 
-def source(offset: int, partition: int = 0) -> Source:
-    return Source("p.user", partition, offset, b"k", b"v")
+def source(offset: int, partition: int = 0) -> MessageRef:
+    return MessageRef("p.user", partition, offset, b"k", b"v")
 
 
 def test_failed_commit_is_retried_with_the_newest_offsets() -> None:
@@ -63,7 +63,7 @@ def test_released_partitions_are_not_retried() -> None:
 
 def test_lag_is_unknown_not_fatal_while_a_fresh_topic_has_no_leader() -> None:
     """NOT_LEADER_FOR_PARTITION from a watermark query means "ask later", not a crash."""
-    from consumers.progress import partition_lags
+    from consumers.offsets import partition_lags
 
     class NoLeaderYet:
         def assignment(self) -> list[TopicPartition]:

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from consumers.coalesce import coalesce_batch
 from consumers.memory_sink import MemorySink
+from consumers.row_versions import SIDE_TABLE, prune_tombstones
 from consumers.sink import MySQLSink
-from consumers.tombstones import SIDE_TABLE, prune_tombstones
 from tests.consume_helpers import (
     BASE_MS,
     MAPPING,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from d1_api_server import D1ApiServer, serve_d1_api
 
-from producers.sources.base import MAX_PARAMS, column_names, rows_by_keys
-from producers.sources.budget import RequestBudget
-from producers.sources.d1http import D1HttpSource
 from worker.errors import ConfigError, ServiceError
+from worker.sources.base import MAX_PARAMS, column_names, rows_by_keys
+from worker.sources.budget import RequestBudget
+from worker.sources.d1http import D1HttpSource
 
 TOKEN = "tok-very-secret-123"
 

@@ -6,21 +6,21 @@ from collections.abc import Callable
 
 import pytest
 
-from consumers.change import DeadLetter, Source
+from consumers.change import DeadLetter, MessageRef
 from consumers.dlq import (
     DeadLetterProducer,
     acknowledge_dead_letters,
     dead_letter_headers,
     read_dead_letters,
 )
-from producers.topics import dlq_topic, ensure_topics
 from worker.config import Settings
 from worker.kafka import admin_client
+from worker.topics import dlq_topic, ensure_topics
 
 
 def test_headers_name_reason_and_origin() -> None:
     """Reason, original topic/partition/offset and timestamp travel as headers."""
-    letter = DeadLetter(Source("p.user", 2, 41, b"k", b"v", 1700), "ConversionError: x")
+    letter = DeadLetter(MessageRef("p.user", 2, 41, b"k", b"v", 1700), "ConversionError: x")
     assert dict(dead_letter_headers(letter)) == {
         "d1cdc.reason": b"ConversionError: x",
         "d1cdc.topic": b"p.user",
@@ -38,8 +38,8 @@ def test_dead_letters_round_trip_through_the_topic(make_settings: Callable[..., 
     topic = dlq_topic(settings.topic_prefix)
     producer = DeadLetterProducer(settings.kafka_bootstrap, topic)
     letters = [
-        DeadLetter(Source("p.user", 0, 7, b'{"id":"a"}', b"\xffraw", 5), "EnvelopeError: bad"),
-        DeadLetter(Source("p.tag", 1, 9, None, b"{}", 6), "UnknownTableError: t"),
+        DeadLetter(MessageRef("p.user", 0, 7, b'{"id":"a"}', b"\xffraw", 5), "EnvelopeError: bad"),
+        DeadLetter(MessageRef("p.tag", 1, 9, None, b"{}", 6), "UnknownTableError: t"),
     ]
     producer.send(letters)
     producer.flush()
@@ -66,12 +66,12 @@ def test_acknowledged_dead_letters_are_no_longer_pending(
     ensure_topics(admin_client(settings.kafka_bootstrap), settings.topic_prefix, [], 1, 1)
     topic, group = dlq_topic(settings.topic_prefix), f"{settings.group_id}.dlq"
     producer = DeadLetterProducer(settings.kafka_bootstrap, topic)
-    producer.send([DeadLetter(Source("p.user", 0, 1, b"a", b"{}", 1), "first")])
+    producer.send([DeadLetter(MessageRef("p.user", 0, 1, b"a", b"{}", 1), "first")])
     producer.flush()
     first = read_dead_letters(settings.kafka_bootstrap, topic, pending_for=group)
     assert [r.reason for r in first] == ["first"]
     acknowledge_dead_letters(settings.kafka_bootstrap, topic, group, first)
-    producer.send([DeadLetter(Source("p.user", 0, 2, b"b", b"{}", 2), "second")])
+    producer.send([DeadLetter(MessageRef("p.user", 0, 2, b"b", b"{}", 2), "second")])
     producer.flush()
     pending = read_dead_letters(settings.kafka_bootstrap, topic, pending_for=group)
     assert [r.reason for r in pending] == ["second"]

@@ -10,12 +10,12 @@ import pytest
 from topic_reader import read_topic
 
 from producers.emitter import ChangeEmitter
-from producers.topics import ensure_topics, topic_for
 from worker.config import Settings
 from worker.envelope import decode_event
 from worker.errors import SchemaError, ServiceError
 from worker.kafka import admin_client
 from worker.schema.mapping import mapping_from_dict
+from worker.topics import ensure_topics, topic_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ from table_compare import differences
 from test_backfill_end_to_end import demo_subset
 
 from consumers.loop import run_until_caught_up
+from consumers.rebuild import rebuild
 from producers.backfill import BackfillOptions
-from producers.rebuild import rebuild
 from worker.cli.backfill import run_backfill
 from worker.config import Settings
 from worker.db import create_database, create_target_engine

@@ -9,11 +9,11 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
+from worker.cli.status_report import DLQ_ACK_GROUP_SUFFIX, collect_status, readiness
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.envelope import encode_event, new_event
 from worker.kafka import admin_client, consumer_config, producer_config
-from worker.status import DLQ_ACK_GROUP_SUFFIX, collect_status, readiness
 from worker.verify.record import record_run
 from worker.verify.runner import TableReport
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from confluent_kafka.admin import ConfigResource, NewTopic  # type: ignore[attr-defined]
 
-from producers.topics import dlq_topic, ensure_topics, topic_for
 from worker.kafka import admin_client
+from worker.topics import dlq_topic, ensure_topics, topic_for
 
 pytestmark = pytest.mark.integration
 

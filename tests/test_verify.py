@@ -14,14 +14,14 @@ import pytest
 import sqlalchemy as sa
 
 from consumers.loop import run_until_caught_up
-from producers.sources.sqlite import SqliteSource
-from producers.topics import ensure_topics
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.kafka import admin_client
 from worker.schema.convert import convert_row
 from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping, load_mapping
+from worker.sources.sqlite import SqliteSource
+from worker.topics import ensure_topics
 from worker.verify.runner import TableReport, verifier_for
 
 pytestmark = pytest.mark.integration

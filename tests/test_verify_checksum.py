@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from producers.sources.sqlite import SqliteSource
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.schema.convert import convert_row
 from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import TableMapping, mapping_from_dict
+from worker.sources.sqlite import SqliteSource
 from worker.verify.checksum import SourceRenderer, TargetChecksums, checksum_of
 
 pytestmark = pytest.mark.integration

@@ -37,7 +37,7 @@ from typing import Any
 import pymysql
 import sqlalchemy as sa
 
-from consumers.change import Change, Source
+from consumers.change import Change, MessageRef
 from consumers.sink import MySQLSink
 from consumers.versions import encode_version
 from worker.db import create_database, create_target_engine
@@ -95,7 +95,7 @@ def source_row(i: int, version: int) -> dict[str, Any]:
 
 @dataclass
 class Workload:
-    """Source rows to replicate: (table, row as SQLite returns it) in insert order."""
+    """MessageRef rows to replicate: (table, row as SQLite returns it) in insert order."""
 
     name: str
     mapping: Mapping
@@ -152,7 +152,7 @@ def changes_for(table: TableMapping, count: int, version: int) -> list[Change]:
     for i in range(count):
         row = convert_row(table, source_row(i, version))
         values = version_of(table, row)
-        src = Source("bench.bench_user", 0, i, None, None)
+        src = MessageRef("bench.bench_user", 0, i, None, None)
         result.append(
             Change(
                 table.name,
@@ -282,10 +282,10 @@ def run_pipeline(
     from confluent_kafka import Producer
     from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-    from producers.rebuild import committed_offsets, offsets
-    from producers.topics import dlq_topic, ensure_topics, topic_for
+    from consumers.rebuild import committed_offsets, offsets
     from worker.envelope import encode_event, new_event
     from worker.kafka import admin_client, producer_config
+    from worker.topics import dlq_topic, ensure_topics, topic_for
 
     url = fresh_database(server_url, workload.mapping)
     prefix = f"bench{uuid.uuid4().hex[:8]}"
@@ -395,11 +395,11 @@ def run_lag(server_url: str, bootstrap: str, rate: int, seconds: int) -> list[fl
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     from consumers.loop import ConsumeLoop
-    from producers.topics import dlq_topic
     from worker.config import load_settings
     from worker.envelope import encode_event, new_event
     from worker.kafka import admin_client, producer_config
     from worker.logs import configure_logging
+    from worker.topics import dlq_topic
 
     mapping = bench_mapping()
     url = fresh_database(server_url, mapping)

@@ -30,9 +30,8 @@ from bench_common import wait_for_group
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
 import consumers.loop as consume_loop
+from consumers.rebuild import committed_offsets, offsets
 from producers.backfill import BackfillOptions
-from producers.rebuild import committed_offsets, offsets
-from producers.topics import ensure_topics, topic_for
 from worker.cli.backfill import run_backfill
 from worker.config import Settings, load_settings
 from worker.db import create_database, create_target_engine
@@ -41,6 +40,7 @@ from worker.gc_tuning import tune_for_long_running_worker
 from worker.kafka import admin_client
 from worker.logs import configure_logging
 from worker.schema.ddl import apply_mapping
+from worker.topics import ensure_topics, topic_for
 
 
 def source_counts(path: Path, tables: list[str]) -> dict[str, int]:

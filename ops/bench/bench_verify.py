@@ -24,7 +24,6 @@ import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
-from producers.sources.sqlite import SqliteSource
 from worker.db import create_database, create_target_engine
 from worker.demo import BENCHMARK_SCALE, generate_demo_db
 from worker.schema.convert import convert_row
@@ -32,6 +31,7 @@ from worker.schema.ddl import apply_mapping
 from worker.schema.infer import infer_mapping
 from worker.schema.introspect import introspect, open_readonly
 from worker.schema.mapping import Mapping, TableMapping
+from worker.sources.sqlite import SqliteSource
 from worker.verify.readers import SourceChunks, TargetChunks
 from worker.verify.runner import verifier_for
 

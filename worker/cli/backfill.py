@@ -6,18 +6,18 @@ import threading
 
 import typer
 
-from consumers.signals import stop_on_signals
 from producers.backfill import Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
-from producers.progress import TableProgress, progress_enabled
-from producers.sources import open_source
-from producers.topics import ensure_topics
 from producers.watermarks import WatermarkStore
 from worker.cli.context import settings_from
 from worker.config import Settings
 from worker.db import create_target_engine, ping
 from worker.kafka import admin_client
+from worker.progress_bars import TableProgress, progress_enabled
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
+from worker.signals import stop_on_signals
+from worker.sources import open_source
+from worker.topics import ensure_topics
 
 
 def select_tables(mapping: Mapping, tables: list[str] | None) -> list[TableMapping]:

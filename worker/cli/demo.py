@@ -28,9 +28,8 @@ from rich.table import Table
 
 from producers.demo_app import DemoApp, WriterStats
 from producers.emitter import ChangeEmitter
-from producers.sources.sqlite import SqliteSource
-from producers.topics import ensure_topics
 from worker.cli.context import settings_from
+from worker.cli.status_report import collect_status
 from worker.cli.verify import render_table
 from worker.config import Settings, load_settings
 from worker.db import create_database, create_target_engine
@@ -41,7 +40,8 @@ from worker.schema.infer import infer_mapping
 from worker.schema.introspect import introspect, open_readonly
 from worker.schema.mapping import Mapping
 from worker.schema.writer import write_mapping
-from worker.status import collect_status
+from worker.sources.sqlite import SqliteSource
+from worker.topics import ensure_topics
 from worker.verify.record import record_run
 from worker.verify.runner import TableReport, verifier_for
 

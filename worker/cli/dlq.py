@@ -14,10 +14,10 @@ from consumers.dlq import (
     read_dead_letters,
     replay_dead_letters,
 )
-from producers.topics import dlq_topic, topic_for
 from worker.cli.context import settings_from
+from worker.cli.status_report import dlq_ack_group
 from worker.config import Settings
-from worker.status import dlq_ack_group
+from worker.topics import dlq_topic, topic_for
 
 dlq_app = typer.Typer(help="List and replay dead-lettered events.", no_args_is_help=True)
 

@@ -6,11 +6,11 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-from producers.progress import progress_enabled
-from producers.rebuild import rebuild as run_rebuild
+from consumers.rebuild import rebuild as run_rebuild
 from worker.cli.context import settings_from
 from worker.config import redact_url
 from worker.gc_tuning import tune_for_long_running_worker
+from worker.progress_bars import progress_enabled
 from worker.schema.mapping import load_mapping
 
 

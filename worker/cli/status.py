@@ -11,9 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.cli.context import settings_from
+from worker.cli.status_report import Status, collect_status, readiness
 from worker.db import create_target_engine
 from worker.schema.mapping import load_mapping
-from worker.status import Status, collect_status, readiness
 
 
 def _when(ms: int | None) -> str:

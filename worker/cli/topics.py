@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from producers.topics import ensure_topics
 from worker.cli.context import settings_from
 from worker.kafka import admin_client
 from worker.schema.mapping import load_mapping
+from worker.topics import ensure_topics
 
 topics_app = typer.Typer(help="Manage the Kafka topics.", no_args_is_help=True)
 

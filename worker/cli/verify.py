@@ -13,13 +13,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from producers.emitter import ChangeEmitter
-from producers.sources import Source, open_source
-from producers.sources.base import quote_ident
 from worker.cli.context import settings_from
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.errors import D1cdcError
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
+from worker.sources import Source, open_source
+from worker.sources.base import quote_ident
 from worker.verify.fix import emit_fixes
 from worker.verify.metrics_file import write_verify_metrics
 from worker.verify.readers import SourceChunks

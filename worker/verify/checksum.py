@@ -24,9 +24,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from producers.sources.base import Source, quote_ident
 from worker.schema.ddl import quote
 from worker.schema.mapping import ColumnMapping, TableMapping
+from worker.sources.base import Source, quote_ident
 
 NULL_MARK = "\u2400"  # stands for NULL: CONCAT_WS would silently skip a NULL
 SEPARATOR = "\u241f"

@@ -13,8 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from producers.sources.base import Row, Source, quote_ident, rows_by_keys
 from worker.schema.mapping import TableMapping
+from worker.sources.base import Row, Source, quote_ident, rows_by_keys
 
 
 class SourceChunks:

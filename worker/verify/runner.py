@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from producers.sources.base import Source
 from worker.errors import ConversionError
 from worker.schema.mapping import TableMapping
+from worker.sources.base import Source
 from worker.verify.checksum import Checksum, SourceRenderer, TargetChecksums
 from worker.verify.diff import ChunkDiff, Key, Row, diff_chunks
 from worker.verify.normalize import RowComparer

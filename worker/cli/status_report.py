@@ -17,13 +17,13 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException
 from sqlalchemy.engine import Engine
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
-from producers.topics import dlq_topic, topic_for
 from producers.watermarks import TABLE_NAME as WATERMARKS_TABLE
 from producers.watermarks import WatermarkStore
 from worker.config import Settings
 from worker.envelope import decode_event
 from worker.errors import EnvelopeError, ServiceError
 from worker.kafka import admin_client, consumer_config
+from worker.topics import dlq_topic, topic_for
 from worker.verify.record import VerifyRun, last_run
 
 _SETTLING = {

@@ -22,9 +22,9 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from producers.sources.base import Row, check_param_count
-from producers.sources.budget import RequestBudget
 from worker.errors import ConfigError, ServiceError
+from worker.sources.base import Row, check_param_count
+from worker.sources.budget import RequestBudget
 
 QUERY_TIMEOUT_S = 35.0  # D1 stops a query at 30 s; allow for the round trip
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from producers.sources.base import Row, check_param_count
 from worker.errors import ConfigError, ServiceError
+from worker.sources.base import Row, check_param_count
 
 
 class SqliteSource:

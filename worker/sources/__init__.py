@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from producers.sources.base import Source
-from producers.sources.d1http import D1HttpSource
-from producers.sources.sqlite import SqliteSource
 from worker.config import Settings
+from worker.sources.base import Source
+from worker.sources.d1http import D1HttpSource
+from worker.sources.sqlite import SqliteSource
 
 __all__ = ["D1HttpSource", "Source", "SqliteSource", "open_source"]
 

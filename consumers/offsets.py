@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from consumers.change import Source
+from consumers.change import MessageRef
 from worker.errors import ServiceError
 from worker.logs import get_logger
 from worker.metrics import CONSUMER_LAG
@@ -16,8 +16,8 @@ log = get_logger(__name__)
 Partition = tuple[str, int]
 
 
-def sources_of(messages: Iterable[Message]) -> list[Source]:
-    """The `Source` of every real message; errors are logged (fatal ones raise)."""
+def message_refs(messages: Iterable[Message]) -> list[MessageRef]:
+    """The `MessageRef` of every real message; errors are logged (fatal ones raise)."""
     sources = []
     for msg in messages:
         error = msg.error()
@@ -28,7 +28,7 @@ def sources_of(messages: Iterable[Message]) -> list[Source]:
                     raise ServiceError(f"Kafka consumer failed: {error}")
             continue
         sources.append(
-            Source(
+            MessageRef(
                 topic=msg.topic() or "",
                 partition=msg.partition() or 0,
                 offset=msg.offset() or 0,
@@ -40,7 +40,7 @@ def sources_of(messages: Iterable[Message]) -> list[Source]:
     return sources
 
 
-def commit_offsets(sources: Iterable[Source]) -> list[TopicPartition]:
+def commit_offsets(sources: Iterable[MessageRef]) -> list[TopicPartition]:
     """Kafka commits the *next* offset to read: the highest offset seen + 1, per partition."""
     highest: dict[Partition, int] = {}
     for src in sources:
@@ -49,7 +49,7 @@ def commit_offsets(sources: Iterable[Source]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(highest.items())]
 
 
-def rewind_offsets(sources: Iterable[Source]) -> dict[Partition, int]:
+def rewind_offsets(sources: Iterable[MessageRef]) -> dict[Partition, int]:
     """The first offset of a failed batch per partition: where to seek back to."""
     lowest: dict[Partition, int] = {}
     for src in sources:

@@ -20,7 +20,6 @@ from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-d
 from pydantic import SecretStr
 
 from consumers.loop import ConsumeLoop, LoopOutcome
-from producers.topics import topic_for
 from worker.config import Settings
 from worker.db import create_target_engine, ping
 from worker.errors import ServiceError
@@ -28,6 +27,7 @@ from worker.kafka import admin_client
 from worker.logs import get_logger
 from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping
+from worker.topics import topic_for
 
 Partition = tuple[str, int]
 _TIMEOUT_S = 30.0
