@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from topic_reader import read_topic
 
-from producers.capture import capture_changes
+from producers.orm_capture import capture_changes
 from producers.emitter import ChangeEmitter
 from worker.config import Settings
 from worker.envelope import decode_event
