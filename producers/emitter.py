@@ -110,9 +110,10 @@ class ChangeEmitter:
         before: Mapping[str, Any] | None = None,
         *,
         origin: str | None = None,
+        ts_ms: int | None = None,
     ) -> None:
         """Emit a delete for `key`, then a tombstone (same key, null value) for compaction."""
-        event = new_event(table, "delete", key, before, origin=origin or self.origin)
+        event = new_event(table, "delete", key, before, origin=origin or self.origin, ts_ms=ts_ms)
         message_key, value = encode_event(event)
         with self._lock:
             self._send(SpooledMessage(topic_for(self.topic_prefix, table), message_key, value))

@@ -39,12 +39,18 @@ class D1ApiServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}/client/v4"
 
 
-def _envelope(results: list[dict[str, Any]] | None, errors: list[dict[str, Any]]) -> bytes:
+def _envelope(
+    results: list[dict[str, Any]] | None, errors: list[dict[str, Any]], changes: int = 0
+) -> bytes:
     result = (
         []
         if results is None
         else [
-            {"results": results, "success": True, "meta": {"rows_read": len(results), "changes": 0}}
+            {
+                "results": results,
+                "success": True,
+                "meta": {"rows_read": len(results), "changes": changes},
+            }
         ]
     )
     body = {"success": not errors, "errors": errors, "messages": [], "result": result}
@@ -90,7 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             conn = sqlite3.connect(self.server.db_path)
             conn.row_factory = sqlite3.Row
+            before = conn.total_changes
             rows = [dict(r) for r in conn.execute(payload["sql"], params).fetchall()]
+            changes = conn.total_changes - before  # D1's meta.changes counts trigger rows too
             conn.commit()
             conn.close()
         except sqlite3.Error as exc:
@@ -99,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
         results = [
             {k: list(v) if isinstance(v, bytes) else v for k, v in row.items()} for row in rows
         ]
-        self._answer(200, _envelope(results, []))
+        self._answer(200, _envelope(results, [], changes))
 
 
 @contextmanager

@@ -49,6 +49,30 @@ class Settings(BaseSettings):
         "https://api.cloudflare.com/client/v4", description="Base URL of the Cloudflare API."
     )
 
+    d1_requests_per_5min: int = Field(
+        1000,
+        ge=1,
+        le=1200,
+        description=(
+            "D1 API requests this process may send per 5 minutes (Cloudflare allows 1,200 per "
+            "account: split it between relay and backfill)."
+        ),
+    )
+
+    # -- capture relay -------------------------------------------------------------------
+    relay_batch_size: int = Field(
+        500, ge=1, le=10_000, description="Change-log entries the relay ships per cycle."
+    )
+    relay_interval_s: float = Field(
+        1.0, gt=0, le=3600, description="Relay: seconds between polls of an empty change log."
+    )
+    relay_lease_s: float = Field(
+        30.0,
+        ge=5,
+        le=3600,
+        description="Relay lease: how long a stopped relay blocks a new one (renewed each cycle).",
+    )
+
     # -- Kafka -------------------------------------------------------------------------
     kafka_bootstrap: str = Field(
         "127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]."

@@ -99,3 +99,12 @@ def serve_health(port: int, health: Health, host: str = "0.0.0.0") -> WSGIServer
     server = make_server(host, port, health_app(health), handler_class=_QuietHandler)
     threading.Thread(target=server.serve_forever, name="d1cdc-metrics", daemon=True).start()
     return server
+
+
+RELAY_LOG_DEPTH = Gauge("d1cdc_relay_log_depth", "Change-log entries not yet shipped to Kafka.")
+RELAY_LAG = Gauge(
+    "d1cdc_relay_lag_seconds", "D1's clock minus ts_ms of the oldest unshipped change-log entry."
+)
+RELAY_EVENTS = Counter(
+    "d1cdc_relay_events_total", "Change-log entries shipped and acknowledged, per table.", ["table"]
+)

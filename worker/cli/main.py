@@ -9,6 +9,7 @@ import typer
 
 from worker import __version__
 from worker.cli.backfill import backfill
+from worker.cli.capture import capture_app
 from worker.cli.consume import consume
 from worker.cli.context import GlobalOptions
 from worker.cli.demo import demo
@@ -16,6 +17,7 @@ from worker.cli.dlq import dlq_app
 from worker.cli.doctor import doctor
 from worker.cli.health import health
 from worker.cli.rebuild import rebuild
+from worker.cli.relay import relay
 from worker.cli.schema import schema_app
 from worker.cli.status import status
 from worker.cli.topics import topics_app
@@ -39,6 +41,8 @@ app = typer.Typer(
 app.command()(doctor)
 app.add_typer(schema_app, name="schema")
 app.add_typer(topics_app, name="topics")
+app.add_typer(capture_app, name="capture")
+app.command()(relay)
 app.command()(consume)
 app.command()(backfill)
 app.command()(rebuild)

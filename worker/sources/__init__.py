@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from worker.config import Settings
-from worker.sources.base import Source
+from worker.sources.base import Source, WritableSource
+from worker.sources.budget import RequestBudget
 from worker.sources.d1http import D1HttpSource
 from worker.sources.sqlite import SqliteSource
 
-__all__ = ["D1HttpSource", "Source", "SqliteSource", "open_source"]
+__all__ = ["D1HttpSource", "Source", "SqliteSource", "WritableSource", "open_source"]
 
 
-def open_source(settings: Settings) -> Source:
+def open_source(settings: Settings, *, writable: bool = False) -> WritableSource:
+    """The configured source. `writable` opens an SQLite file read-write (D1's API always
+    is); only capture and the relay ask for it."""
     if settings.source == "d1http":
         return D1HttpSource(
             settings.d1_account_id,
             settings.d1_database_id,
             settings.d1_api_token.get_secret_value(),
             settings.d1_api_base,
+            budget=RequestBudget(settings.d1_requests_per_5min),
         )
-    return SqliteSource(settings.source_path)
+    return SqliteSource(settings.source_path, writable=writable)

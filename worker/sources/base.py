@@ -28,6 +28,14 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
+class WritableSource(Source, Protocol):
+    """A source d1cdc may also write to: only its own capture tables and triggers."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one writing statement in its own transaction; return the rows changed."""
+        ...
+
+
 def quote_ident(name: str) -> str:
     """An SQLite identifier, always quoted (tables are named `limit`, `plan`, …)."""
     return '"' + name.replace('"', '""') + '"'

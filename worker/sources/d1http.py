@@ -88,6 +88,17 @@ class D1HttpSource:
         results = body["result"][0]["results"]
         return [{k: _from_json(v) for k, v in r.items()} for r in results]
 
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one writing statement (one request: D1 runs each in its own transaction);
+        the number of rows changed, from D1's `meta.changes`."""
+        check_param_count(params)
+        try:
+            body = self._post({"sql": sql, "params": list(params)})
+        except _Retryable as exc:
+            raise ServiceError(f"D1 API ({self.name}) kept failing: {exc}") from None
+        meta = body["result"][0].get("meta") or {}
+        return int(meta.get("changes", 0))
+
     def close(self) -> None:
         self._client.close()
 

@@ -12,15 +12,19 @@ from worker.sources.base import Row, check_param_count
 
 
 class SqliteSource:
-    """Read-only access to an SQLite file; safe to read while an application writes to it."""
+    """Access to an SQLite file; safe to read while an application writes to it.
 
-    def __init__(self, path: Path) -> None:
+    Read-only unless `writable` (capture install and the relay, which deletes shipped
+    change-log entries): the poller and the verifier must never write to the app's data.
+    """
+
+    def __init__(self, path: Path, *, writable: bool = False) -> None:
         if not path.is_file():
             raise ConfigError(f"source file {path} (D1CDC_SOURCE_PATH) does not exist")
         self.name = f"sqlite:{path}"
-        # mode=ro: the poller must never write to the application's database.
+        mode = "rw" if writable else "ro"
         self._conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, check_same_thread=False, timeout=30
+            f"file:{path}?mode={mode}", uri=True, check_same_thread=False, timeout=30
         )
         self._conn.row_factory = sqlite3.Row
 
@@ -34,6 +38,17 @@ class SqliteSource:
         # End the implicit read transaction so the next query sees newer commits.
         self._conn.commit()
         return rows
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one writing statement in its own transaction; the number of rows changed."""
+        check_param_count(params)
+        try:
+            cursor = self._conn.execute(sql, tuple(params))
+            self._conn.commit()
+        except sqlite3.Error as exc:
+            self._conn.rollback()
+            raise ServiceError(f"source statement failed on {self.name}: {exc}") from None
+        return cursor.rowcount
 
     def close(self) -> None:
         self._conn.close()
