@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from topic_reader import read_topic
 
-from producers.orm_capture import capture_changes
 from producers.emitter import ChangeEmitter
+from producers.orm_capture import capture_changes
 from worker.config import Settings
 from worker.envelope import decode_event
 from worker.kafka import admin_client
