@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from producers.capture_drift import find_drift
 from producers.changelog import (
     BadEntry,
     ChangeLog,
@@ -33,11 +34,12 @@ from producers.emitter import ChangeEmitter
 from worker.errors import D1cdcError, EnvelopeError, ServiceError
 from worker.kafka import producer_config
 from worker.logs import get_logger
-from worker.metrics import RELAY_EVENTS, RELAY_LAG, RELAY_LOG_DEPTH, Health
+from worker.metrics import CAPTURE_DRIFT, RELAY_EVENTS, RELAY_LAG, RELAY_LOG_DEPTH, Health
 from worker.schema.mapping import Mapping
 from worker.topics import dlq_topic, topic_for
 
 ORIGIN = "capture"
+DRIFT_CHECK_S = 60.0  # how often the relay runs `capture check` on its own source
 _log = get_logger("d1cdc.relay")
 
 
@@ -106,6 +108,7 @@ class Relay:
         self.health = health or Health()
         self.dead_letters = _DeadLetters(bootstrap, dlq_topic(emitter.topic_prefix))
         self._stop = threading.Event()
+        self._next_drift_check = 0.0
 
     def stop(self) -> None:
         self._stop.set()
@@ -219,6 +222,12 @@ class Relay:
             raise BadEntry(entry.seq, entry.table, exc.reason, _raw(entry)) from None
 
     def _observe(self) -> None:
+        if time.monotonic() >= self._next_drift_check:
+            self._next_drift_check = time.monotonic() + DRIFT_CHECK_S
+            drift = find_drift(self.mapping, self.log.source)
+            CAPTURE_DRIFT.set(len(drift))
+            for item in drift:
+                _log.warning("capture drift: writes may not be captured", problem=str(item))
         state = self.log.state()
         RELAY_LOG_DEPTH.set(state.depth)
         RELAY_LAG.set(state.lag_s)

@@ -108,3 +108,7 @@ RELAY_LAG = Gauge(
 RELAY_EVENTS = Counter(
     "d1cdc_relay_events_total", "Change-log entries shipped and acknowledged, per table.", ["table"]
 )
+CAPTURE_DRIFT = Gauge(
+    "d1cdc_capture_drift_problems",
+    "Differences between the installed capture triggers and the mapping (`capture check`).",
+)
