@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 from types import TracebackType
 
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,6 +16,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+
+from worker.console import make_console
 
 
 class RowRateColumn(ProgressColumn):
@@ -41,7 +42,7 @@ class TableProgress:
             MofNCompleteColumn(),
             RowRateColumn(),
             TimeRemainingColumn(),
-            console=Console(stderr=True),
+            console=make_console(stderr=True),
             disable=not enabled,
         )
         self._tasks: dict[str, TaskID] = {}

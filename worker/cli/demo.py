@@ -22,7 +22,6 @@ import httpx
 import sqlalchemy as sa
 import typer
 from prometheus_client.parser import text_string_to_metric_families
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
@@ -32,6 +31,7 @@ from worker.cli.context import settings_from
 from worker.cli.status_report import collect_status
 from worker.cli.verify import render_table
 from worker.config import Settings, load_settings
+from worker.console import make_console
 from worker.db import create_database, create_target_engine
 from worker.demo.generate import generate_demo_db
 from worker.kafka import admin_client
@@ -45,7 +45,7 @@ from worker.topics import ensure_topics
 from worker.verify.record import record_run
 from worker.verify.runner import TableReport, verifier_for
 
-console = Console(stderr=True)
+console = make_console(stderr=True)
 
 
 def _say(message: str) -> None:
@@ -262,7 +262,7 @@ def demo(
         workers.stop_all()
     _say(f"app made {stats.total} writes ({stats.unemitted} bypassed the shim); verifying")
     reports = _verify(settings, mapping)
-    render_table(reports, Console())
+    render_table(reports, make_console())
     differences = sum(r.missing + r.extra + r.mismatched for r in reports)
     rows = sum(r.processed for r in reports)
     if differences:

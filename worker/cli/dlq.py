@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from consumers.dlq import (
@@ -17,6 +16,7 @@ from consumers.dlq import (
 from worker.cli.context import settings_from
 from worker.cli.status_report import dlq_ack_group
 from worker.config import Settings
+from worker.console import make_console
 from worker.topics import dlq_topic, topic_for
 
 dlq_app = typer.Typer(help="List and replay dead-lettered events.", no_args_is_help=True)
@@ -59,7 +59,7 @@ def list_(
             key,
             r.reason,
         )
-    Console().print(grid)
+    make_console().print(grid)
 
 
 @dlq_app.command()

@@ -36,6 +36,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,  # a pretty traceback would print local variables: secrets
     add_completion=False,
+    # Plain click help: typer's rich panels print a type next to every flag (`--once <bool>`).
+    rich_markup_mode=None,
 )
 # In the order of a migration (ops/runbook.md): check, schema, topics, replicate, prove.
 app.command()(doctor)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from consumers.rebuild import rebuild as run_rebuild
 from worker.cli.context import settings_from
 from worker.config import redact_url
+from worker.console import make_console
 from worker.gc_tuning import tune_for_long_running_worker
 from worker.progress_bars import progress_enabled
 from worker.schema.mapping import load_mapping
@@ -30,7 +30,7 @@ def rebuild(
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=make_console(stderr=True),
         disable=not progress_enabled(settings.log_format),
     )
     tune_for_long_running_worker()

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import sqlalchemy as sa
 import typer
-from rich.console import Console
 
 from worker.cli.context import settings_from
 from worker.config import Settings
+from worker.console import make_console
 from worker.db import create_target_engine, ping
 from worker.demo import BENCHMARK_SCALE, generate_demo_db
 from worker.errors import ConfigError, ServiceError
@@ -24,7 +24,7 @@ schema_app = typer.Typer(
     help="The mapping file (SQLite column → MySQL type), MySQL DDL, and table order.",
     no_args_is_help=True,
 )
-_stderr = Console(stderr=True)
+_stderr = make_console(stderr=True)
 
 SOURCE = typer.Option(None, "--source", help="SQLite source file (env D1CDC_SOURCE_PATH).")
 MAPPING = typer.Option(None, "--mapping", help="Mapping file (env D1CDC_MAPPING_PATH).")

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from worker.cli.context import settings_from
 from worker.cli.status_report import Status, collect_status, readiness
+from worker.console import make_console
 from worker.db import create_target_engine
 from worker.schema.mapping import load_mapping
 
@@ -99,6 +100,6 @@ def status(
         json.dump(body, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        render(current, reasons, Console())
+        render(current, reasons, make_console())
     if reasons:
         raise typer.Exit(1)

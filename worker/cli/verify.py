@@ -15,6 +15,7 @@ from rich.table import Table
 from producers.emitter import ChangeEmitter
 from worker.cli.context import settings_from
 from worker.config import Settings
+from worker.console import make_console
 from worker.db import create_target_engine
 from worker.errors import D1cdcError
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
@@ -78,7 +79,7 @@ def verify(
     chosen = [mapping.table(t) for t in wanted] if wanted else mapping.in_level_order()
     source = open_source(settings)
     engine = create_target_engine(settings.target_url.get_secret_value())
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     quiet = as_json or not console.is_terminal
     reports: list[TableReport] = []
     with Progress(
@@ -120,7 +121,7 @@ def verify(
         json.dump(body, sys.stdout, default=str, indent=2)
         sys.stdout.write("\n")
     else:
-        render_table(reports, Console())
+        render_table(reports, make_console())
         if fix:
             typer.echo(f"fix: re-emitted {emitted} event(s) through Kafka (origin 'fix')")
     if any(r.error for r in reports):
