@@ -2,8 +2,9 @@
 
 `/metrics` is prometheus_client's own WSGI app; `/healthz` answers 200 while the loop is
 alive (it polled Kafka recently) and `/readyz` 200 while it is also assigned partitions
-and MySQL answers. Served by the standard library's wsgiref in a daemon thread: no extra
-dependency, and a scrape never blocks the consume loop.
+and MySQL answers. Served by the standard library's wsgiref in a daemon thread, one thread
+per request: no extra dependency, a scrape never blocks the consume loop, and a slow or
+stuck scrape never blocks the liveness probe.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -94,9 +96,19 @@ class _QuietHandler(WSGIRequestHandler):
         """Scrapes every few seconds would drown the structured log."""
 
 
+class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
 def serve_health(port: int, health: Health, host: str = "0.0.0.0") -> WSGIServer:
     """Start the HTTP endpoint in a daemon thread; `server.shutdown()` stops it."""
-    server = make_server(host, port, health_app(health), handler_class=_QuietHandler)
+    server = make_server(
+        host,
+        port,
+        health_app(health),
+        server_class=_ThreadingWSGIServer,
+        handler_class=_QuietHandler,
+    )
     threading.Thread(target=server.serve_forever, name="d1cdc-metrics", daemon=True).start()
     return server
 
