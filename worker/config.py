@@ -89,6 +89,10 @@ class Settings(BaseSettings):
         SecretStr(LOCAL_TARGET_URL),
         description="SQLAlchemy URL of the MySQL/PlanetScale target (mysql+pymysql://…).",
     )
+    target_allow_plaintext: bool = Field(
+        False,
+        description="Allow unencrypted MySQL to a non-loopback host (ssl_mode=disabled).",
+    )
     mapping_path: Path = Field(
         Path("d1cdc.mapping.toml"), description="Mapping file written by `schema infer`."
     )

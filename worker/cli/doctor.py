@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -65,7 +66,11 @@ def check_kafka(settings: Settings) -> str:
 
 def check_target(settings: Settings) -> str:
     """Server version, strict sql_mode, UTC time zone and utf8mb4 on our sessions."""
-    engine = create_target_engine(settings.target_url.get_secret_value(), pool_size=1)
+    engine = create_target_engine(
+        settings.target_url.get_secret_value(),
+        pool_size=1,
+        allow_plaintext=settings.target_allow_plaintext,
+    )
     try:
         with engine.connect() as conn:
             version, sql_mode, tz, charset = conn.execute(
@@ -74,6 +79,7 @@ def check_target(settings: Settings) -> str:
                     "@@character_set_connection"
                 )
             ).one()
+            tls = describe_tls(conn.connection.dbapi_connection)
     except sa.exc.SQLAlchemyError as exc:
         cause = getattr(exc, "orig", exc)
         raise ServiceError(
@@ -90,7 +96,27 @@ def check_target(settings: Settings) -> str:
         problems.append(f"connection charset is {charset}, not utf8mb4")
     if problems:
         raise ServiceError("MySQL target: " + "; ".join(problems))
-    return f"{settings.target_url_redacted()}: {version}, strict sql_mode, UTC, utf8mb4"
+    return f"{settings.target_url_redacted()}: {version}, strict sql_mode, UTC, utf8mb4, {tls}"
+
+
+def describe_tls(dbapi_connection: object) -> str:
+    """TLS version, cipher and whether the server was verified, read from the client socket.
+
+    Read on our side, not from the server's `Ssl_cipher` status: what matters is what this
+    client checked (PlanetScale's vtgate need not expose session status).
+    """
+    sock = getattr(dbapi_connection, "_sock", None)
+    if not isinstance(sock, ssl.SSLSocket):
+        return "TLS off (plaintext)"
+    ctx = sock.context
+    if ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname:
+        verified = "certificate and hostname verified"
+    elif ctx.verify_mode == ssl.CERT_REQUIRED:
+        verified = "certificate verified, hostname NOT checked"
+    else:
+        verified = "certificate NOT verified"
+    cipher = sock.cipher()
+    return f"{sock.version()} {cipher[0] if cipher else '?'}, {verified}"
 
 
 def check_source(settings: Settings) -> str:
