@@ -12,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -175,7 +174,6 @@ def test_kill_9_mid_drain_loses_nothing_and_a_second_relay_stands_by(
     second = subprocess.Popen(
         [*cmd, "--once"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
-    time.sleep(0.5)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     assert second.wait(90) == 0, second.stderr.read().decode() if second.stderr else ""

@@ -20,7 +20,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
     NewTopic,
 )
 
+from worker.config import Settings
 from worker.errors import ServiceError
+from worker.kafka import admin_client
 from worker.logs import get_logger
 
 DLQ_SUFFIX = "_dlq"
@@ -96,6 +98,18 @@ def ensure_topics(
         )
     report.created.sort()
     return report
+
+
+def ensure_table_topics(settings: Settings, tables: Iterable[str]) -> TopicReport:
+    """`ensure_topics` with the partitions, replication and retention of `settings`."""
+    return ensure_topics(
+        admin_client(settings.kafka_bootstrap),
+        settings.topic_prefix,
+        tables,
+        settings.topic_partitions,
+        settings.topic_replication,
+        tombstone_retention_hours=settings.tombstone_retention_hours,
+    )
 
 
 def _not_compacted(admin: AdminClient, topics: list[str]) -> list[str]:

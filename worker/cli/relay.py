@@ -8,13 +8,12 @@ from producers.changelog import ChangeLog
 from producers.emitter import ChangeEmitter
 from producers.relay import Relay
 from worker.cli.context import settings_from
-from worker.kafka import admin_client
 from worker.logs import get_logger
 from worker.metrics import Health, serve_health
 from worker.schema.mapping import load_mapping
 from worker.signals import stop_on_signals
 from worker.sources import open_source
-from worker.topics import ensure_topics
+from worker.topics import ensure_table_topics
 
 _log = get_logger("d1cdc.relay")
 
@@ -44,14 +43,7 @@ def relay(
         mapping_path=mapping_path,
     )
     mapping = load_mapping(settings.mapping_path)
-    ensure_topics(
-        admin_client(settings.kafka_bootstrap),
-        settings.topic_prefix,
-        list(mapping.tables),
-        settings.topic_partitions,
-        settings.topic_replication,
-        tombstone_retention_hours=settings.tombstone_retention_hours,
-    )
+    ensure_table_topics(settings, list(mapping.tables))
     source = open_source(settings, writable=True)
     emitter = ChangeEmitter.from_settings(settings, mapping, origin="capture")
     health = Health()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import typer
 
 from worker.cli.context import settings_from
-from worker.kafka import admin_client
 from worker.schema.mapping import load_mapping
-from worker.topics import ensure_topics
+from worker.topics import ensure_table_topics
 
 topics_app = typer.Typer(help="Manage the Kafka topics.", no_args_is_help=True)
 
@@ -24,14 +23,7 @@ def create(
         ctx, topic_partitions=partitions, topic_replication=replication, mapping_path=mapping_path
     )
     mapping = load_mapping(settings.mapping_path)
-    report = ensure_topics(
-        admin_client(settings.kafka_bootstrap),
-        settings.topic_prefix,
-        list(mapping.tables),
-        settings.topic_partitions,
-        settings.topic_replication,
-        tombstone_retention_hours=settings.tombstone_retention_hours,
-    )
+    report = ensure_table_topics(settings, list(mapping.tables))
     for name in report.created:
         typer.echo(f"created  {name}")
     for name in report.existing:
