@@ -41,7 +41,7 @@ from consumers.row_versions import prune_tombstones
 from consumers.sink import MySQLSink
 from worker import metrics
 from worker.config import Settings
-from worker.db import create_target_engine, ping
+from worker.db import ping, target_engine
 from worker.errors import ServiceError
 from worker.kafka import admin_client, consumer_config
 from worker.logs import get_logger
@@ -87,7 +87,7 @@ class ConsumeLoop:
         self.settings = settings
         self.mapping = mapping
         self.tables = list(tables) if tables else None
-        self.engine = engine or create_target_engine(settings.target_url.get_secret_value())
+        self.engine = engine or target_engine(settings)
         self.health = health or metrics.Health()
         self.consumer_overrides = {**CONSUMER_DEFAULTS, **(consumer_overrides or {})}
         self.sink = MySQLSink(

@@ -123,10 +123,12 @@ kafka_up() {
 # ---------------------------------------------------------------- mariadb
 MYSQLD=mariadbd
 mariadb_install() {
-  command -v mariadbd >/dev/null || [[ -x /usr/sbin/mariadbd ]] && { export PATH="$PATH:/usr/sbin"; return 0; }
-  log "mariadb: installing mariadb-server + mariadb-client (apt)…"
+  # openssl makes the TLS test's throwaway CA (tests/tls_mariadb.py).
+  { command -v mariadbd >/dev/null || [[ -x /usr/sbin/mariadbd ]]; } && command -v openssl >/dev/null &&
+    { export PATH="$PATH:/usr/sbin"; return 0; }
+  log "mariadb: installing mariadb-server + mariadb-client + openssl (apt)…"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server mariadb-client openssl >/dev/null
   export PATH="$PATH:/usr/sbin"
   # Debian's postinst may have started the system instance on 3306; ours must own it.
   service mariadb stop >/dev/null 2>&1 || true

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine, make_url
 
-from worker.config import redact_url
+from worker.config import Settings, redact_url
 from worker.errors import ConfigError, ServiceError
 
 STRICT_SQL_MODE = (
@@ -68,12 +68,25 @@ def create_target_engine(
     }
     if tls is not None:
         connect_args["ssl"] = tls
+    else:
+        # PyMySQL ≥ 1.1 otherwise "prefers" TLS with an unverified context: plaintext
+        # must mean plaintext, so that `doctor` and ssl_mode=disabled tell the truth.
+        connect_args["ssl_disabled"] = True
     return sa.create_engine(
         parsed,
         connect_args=connect_args,
         pool_size=pool_size,
         pool_pre_ping=True,
         pool_recycle=1800,
+    )
+
+
+def target_engine(settings: Settings, *, pool_size: int = 5) -> Engine:
+    """The engine for the configured target, honouring `target_allow_plaintext`."""
+    return create_target_engine(
+        settings.target_url.get_secret_value(),
+        pool_size=pool_size,
+        allow_plaintext=settings.target_allow_plaintext,
     )
 
 

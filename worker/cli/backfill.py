@@ -11,7 +11,7 @@ from producers.emitter import ChangeEmitter
 from producers.watermarks import WatermarkStore
 from worker.cli.context import settings_from
 from worker.config import Settings
-from worker.db import create_target_engine, ping
+from worker.db import ping, target_engine
 from worker.kafka import admin_client
 from worker.progress_bars import TableProgress, progress_enabled
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
@@ -47,7 +47,7 @@ def run_backfill(
         settings.topic_replication,
         tombstone_retention_hours=settings.tombstone_retention_hours,
     )
-    engine = create_target_engine(settings.target_url.get_secret_value(), pool_size=2)
+    engine = target_engine(settings, pool_size=2)
     ping(engine)
     source = open_source(settings)
     emitter = ChangeEmitter.from_settings(settings, mapping, origin="backfill")

@@ -32,7 +32,7 @@ from worker.cli.status_report import collect_status
 from worker.cli.verify import render_table
 from worker.config import Settings, load_settings
 from worker.console import make_console
-from worker.db import create_database, create_target_engine
+from worker.db import create_database, target_engine
 from worker.demo.generate import generate_demo_db
 from worker.kafka import admin_client
 from worker.schema.ddl import apply_mapping
@@ -164,7 +164,7 @@ def _prepare(settings: Settings, scale: float, seed: int) -> Mapping:
         result = infer_mapping(conn, introspect(conn))
     write_mapping(result.mapping, settings.mapping_path, notes=result.notes, force=True)
     _say(f"mapping inferred → {settings.mapping_path}")
-    engine = create_target_engine(settings.target_url.get_secret_value(), pool_size=1)
+    engine = target_engine(settings, pool_size=1)
     try:
         apply_mapping(engine, result.mapping)
     finally:
@@ -182,7 +182,7 @@ def _prepare(settings: Settings, scale: float, seed: int) -> Mapping:
 
 
 def _verify(settings: Settings, mapping: Mapping) -> list[TableReport]:
-    engine = create_target_engine(settings.target_url.get_secret_value())
+    engine = target_engine(settings)
     source = SqliteSource(settings.source_path)
     try:
         reports = [
@@ -198,7 +198,7 @@ def _verify(settings: Settings, mapping: Mapping) -> list[TableReport]:
 
 def _wait_caught_up(settings: Settings, mapping: Mapping, workers: Workers, timeout: float) -> int:
     """Poll lag until it is 0 twice in a row; returns the last lag seen."""
-    engine = create_target_engine(settings.target_url.get_secret_value(), pool_size=1)
+    engine = target_engine(settings, pool_size=1)
     deadline = time.monotonic() + timeout
     zero_seen = 0
     lag = -1
@@ -230,7 +230,7 @@ def demo(
     base = settings_from(ctx)
     run_id = time.strftime("demo%Y%m%d%H%M%S") + f"-{os.getpid()}"
     target = sa.engine.make_url(base.target_url.get_secret_value()).set(database=database)
-    engine = create_target_engine(base.target_url.get_secret_value(), pool_size=1)
+    engine = target_engine(base, pool_size=1)
     with engine.begin() as conn:
         conn.execute(sa.text(f"DROP DATABASE IF EXISTS `{database}`"))
     engine.dispose()
@@ -289,7 +289,7 @@ def _live(
     writer = threading.Thread(target=write, daemon=True)
     started = time.monotonic()
     writer.start()
-    engine = create_target_engine(settings.target_url.get_secret_value(), pool_size=1)
+    engine = target_engine(settings, pool_size=1)
     last_line = 0.0
     with Live(console=console, refresh_per_second=2, transient=False) as live:
         while not done.is_set():

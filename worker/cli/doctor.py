@@ -16,7 +16,7 @@ from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from worker.cli.context import settings_from
 from worker.config import Settings
-from worker.db import create_target_engine
+from worker.db import target_engine
 from worker.errors import ConfigError, ServiceError
 from worker.kafka import admin_client, consumer_config, producer_config
 
@@ -66,11 +66,7 @@ def check_kafka(settings: Settings) -> str:
 
 def check_target(settings: Settings) -> str:
     """Server version, strict sql_mode, UTC time zone and utf8mb4 on our sessions."""
-    engine = create_target_engine(
-        settings.target_url.get_secret_value(),
-        pool_size=1,
-        allow_plaintext=settings.target_allow_plaintext,
-    )
+    engine = target_engine(settings, pool_size=1)
     try:
         with engine.connect() as conn:
             version, sql_mode, tz, charset = conn.execute(

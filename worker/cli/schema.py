@@ -10,7 +10,7 @@ import typer
 from worker.cli.context import settings_from
 from worker.config import Settings
 from worker.console import make_console
-from worker.db import create_target_engine, ping
+from worker.db import ping, target_engine
 from worker.demo import BENCHMARK_SCALE, generate_demo_db
 from worker.errors import ConfigError, ServiceError
 from worker.schema.ddl import DIALECTS, apply_mapping, ddl_for_mapping
@@ -91,7 +91,7 @@ def apply(
     """Create missing tables in the target; report drift (exit 1) without altering anything."""
     settings = settings_from(ctx, mapping_path=mapping)
     loaded = load_mapping(settings.mapping_path)
-    engine = create_target_engine(settings.target_url.get_secret_value(), pool_size=1)
+    engine = target_engine(settings, pool_size=1)
     try:
         ping(engine)
         try:

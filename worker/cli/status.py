@@ -13,7 +13,7 @@ from rich.table import Table
 from worker.cli.context import settings_from
 from worker.cli.status_report import Status, collect_status, readiness
 from worker.console import make_console
-from worker.db import create_target_engine
+from worker.db import target_engine
 from worker.schema.mapping import load_mapping
 
 
@@ -65,7 +65,7 @@ def status(
     """Show replication status; exit 0 when ready for cut-over, 1 when not."""
     settings = settings_from(ctx)
     mapping = load_mapping(settings.mapping_path)
-    engine = create_target_engine(settings.target_url.get_secret_value(), pool_size=1)
+    engine = target_engine(settings, pool_size=1)
     try:
         current = collect_status(settings, [t.name for t in mapping.in_level_order()], engine)
     finally:

@@ -16,7 +16,7 @@ from producers.emitter import ChangeEmitter
 from worker.cli.context import settings_from
 from worker.config import Settings
 from worker.console import make_console
-from worker.db import create_target_engine
+from worker.db import target_engine
 from worker.errors import D1cdcError
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
 from worker.sources import Source, open_source
@@ -78,7 +78,7 @@ def verify(
     wanted = [t.strip() for t in tables.split(",")] if tables else None
     chosen = [mapping.table(t) for t in wanted] if wanted else mapping.in_level_order()
     source = open_source(settings)
-    engine = create_target_engine(settings.target_url.get_secret_value())
+    engine = target_engine(settings)
     console = make_console(stderr=True)
     quiet = as_json or not console.is_terminal
     reports: list[TableReport] = []
