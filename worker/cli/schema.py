@@ -16,7 +16,8 @@ from worker.errors import ConfigError, ServiceError
 from worker.schema.ddl import DIALECTS, apply_mapping, ddl_for_mapping
 from worker.schema.infer import infer_mapping
 from worker.schema.introspect import introspect, open_readonly
-from worker.schema.mapping import load_mapping
+from worker.schema.lint import MAX_ROW_BYTES, lint_mapping, table_row_bytes
+from worker.schema.mapping import Mapping, load_mapping
 from worker.schema.order import dependency_levels
 from worker.schema.writer import write_mapping
 
@@ -82,15 +83,59 @@ def ddl(
     typer.echo(";\n\n".join(statements) + ";")
 
 
+def _report_lint(loaded: Mapping, *, foreign_keys: bool) -> bool:
+    """Print each PlanetScale-rule violation on its own line; True when there are none."""
+    problems = lint_mapping(loaded, foreign_keys=foreign_keys)
+    for problem in problems:
+        typer.echo(f"lint: {problem}")
+    if problems:
+        typer.echo(f"{len(problems)} problem(s): change the mapping, then run this again")
+    return not problems
+
+
+@schema_app.command()
+def lint(
+    ctx: typer.Context,
+    mapping: Path | None = MAPPING,
+    foreign_keys: bool = typer.Option(
+        False, "--foreign-keys", help="Lint as if FK constraints will be emitted."
+    ),
+) -> None:
+    """Check the mapping against PlanetScale's schema rules (exit 1 naming each violation).
+
+    Primary keys, key column types and lengths, column and table counts, identifier
+    lengths, foreign keys, utf8mb4, and the 65,535-byte row limit. `schema apply` runs
+    the same checks first.
+    """
+    settings = settings_from(ctx, mapping_path=mapping)
+    loaded = load_mapping(settings.mapping_path)
+    if not _report_lint(loaded, foreign_keys=foreign_keys):
+        raise typer.Exit(1)
+    widest = max(loaded.tables.values(), key=table_row_bytes, default=None)
+    columns = sum(len(t.columns) for t in loaded.tables.values())
+    largest = (
+        f"; widest row {table_row_bytes(widest)} of {MAX_ROW_BYTES} bytes ({widest.name})"
+        if widest
+        else ""
+    )
+    typer.echo(f"ok: {len(loaded.tables)} tables, {columns} columns{largest}")
+
+
 @schema_app.command()
 def apply(
     ctx: typer.Context,
     mapping: Path | None = MAPPING,
     foreign_keys: bool = typer.Option(False, "--foreign-keys", help="Emit FK constraints."),
 ) -> None:
-    """Create missing tables in the target; report drift (exit 1) without altering anything."""
+    """Create missing tables in the target; report drift (exit 1) without altering anything.
+
+    The mapping is linted first (see `schema lint`); on any violation nothing is touched.
+    """
     settings = settings_from(ctx, mapping_path=mapping)
     loaded = load_mapping(settings.mapping_path)
+    if not _report_lint(loaded, foreign_keys=foreign_keys):
+        typer.echo("schema apply: nothing was changed in the target")
+        raise typer.Exit(1)
     engine = target_engine(settings, pool_size=1)
     try:
         ping(engine)

@@ -131,7 +131,10 @@ class TableMapping:
 
     def __post_init__(self) -> None:
         if not self.primary_key:
-            raise SchemaError(f"table {self.name!r} has no primary key in the mapping")
+            raise SchemaError(
+                f"table {self.name!r} has no primary key in the mapping (PlanetScale requires "
+                'one): set primary_key = ["…"] to columns that identify a row'
+            )
         for col in (*self.primary_key, *self.version_columns):
             if col not in self.columns:
                 raise SchemaError(f"table {self.name!r}: column {col!r} is not in its columns")
