@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from producers.keyset import Watermark, next_page
 from worker.logs import get_logger
+from worker.schema.ddl import quote
 from worker.schema.mapping import TableMapping
 from worker.sources.base import Source, rows_by_keys
 
@@ -51,14 +52,32 @@ def source_keys(source: Source, table: TableMapping) -> set[Key]:
         mark = mark.advanced(rows[-1], table, len(rows))
 
 
-def target_keys(engine: Engine, table: TableMapping) -> set[Key] | None:
-    """The target's keys, or None when the target table does not exist yet."""
+def target_keys(engine: Engine, table: TableMapping, *, page: int = KEY_PAGE) -> set[Key] | None:
+    """The target's keys, or None when the target table does not exist yet.
+
+    Read in keyset pages of `page` keys, never one unbounded scan: PlanetScale refuses a
+    result over 100,000 rows. The pages are not one snapshot, and need not be: a key that
+    appears or vanishes between pages is settled by the source re-check before any delete.
+    """
     if not sa.inspect(engine).has_table(table.name):
         return None
-    columns: list[sa.ColumnClause[Any]] = [sa.column(c) for c in table.primary_key]
-    query = sa.select(*columns).select_from(sa.table(table.name))
+    columns = ", ".join(quote(c) for c in table.primary_key)
+    marks = ", ".join(f":k{i}" for i in range(len(table.primary_key)))
+    head = f"SELECT {columns} FROM {quote(table.name)}"
+    tail = f" ORDER BY {columns} LIMIT {int(page)}"
+    first, after = sa.text(head + tail), sa.text(f"{head} WHERE ({columns}) > ({marks}){tail}")
+    keys: set[Key] = set()
+    last: Key | None = None
     with engine.connect() as conn:
-        return {tuple(row) for row in conn.execute(query)}
+        while True:
+            if last is None:
+                rows = conn.execute(first).all()
+            else:
+                rows = conn.execute(after, {f"k{i}": v for i, v in enumerate(last)}).all()
+            keys.update(tuple(row) for row in rows)
+            if len(rows) < page:
+                return keys
+            last = tuple(rows[-1])
 
 
 def find_deleted_keys(source: Source, engine: Engine, table: TableMapping) -> list[Key]:

@@ -103,7 +103,10 @@ class Settings(BaseSettings):
         500, ge=1, le=100_000, description="Rows per multi-row upsert (PlanetScale: ≤100k)."
     )
     rows_per_transaction: int = Field(
-        5000, ge=1, le=1_000_000, description="Rows per MySQL transaction (PlanetScale: 20 s)."
+        5000,
+        ge=1,
+        le=100_000,
+        description="Rows per MySQL transaction (≤100k: PlanetScale ends a transaction at 20 s).",
     )
     tombstone_retention_hours: float = Field(
         168.0, gt=0, description="How long delete tombstones guard against resurrection."

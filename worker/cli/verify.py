@@ -60,7 +60,9 @@ def verify(
     fix: bool = typer.Option(
         False, help="Re-emit differing rows through Kafka (origin 'fix') for the consumers."
     ),
-    chunk_rows: int = typer.Option(5000, min=1, help="Rows per compared chunk."),
+    chunk_rows: int = typer.Option(
+        5000, min=1, max=100_000, help="Rows per compared chunk (PlanetScale returns ≤100k)."
+    ),
     settle_seconds: float = typer.Option(
         2.0, min=0, help="Wait before re-checking differences (rows in flight settle)."
     ),
