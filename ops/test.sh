@@ -19,5 +19,7 @@ echo "== import-linter (the layers)" >&2
 .venv/bin/lint-imports
 echo "== mypy --strict" >&2
 .venv/bin/mypy
+echo "== Vitess sqlparser (built once into .cache/, used by tests/test_vitess_sql.py)" >&2
+bash ops/sqlparse.sh </dev/null >/dev/null
 echo "== pytest" >&2
 .venv/bin/python -m pytest -p no:cacheprovider "$@"
