@@ -3,6 +3,11 @@
 A null value is a compaction tombstone (written after every delete event): it carries
 nothing to apply and is skipped, not dead-lettered. Everything else must decode as an
 envelope v1, name a mapped table, and convert; otherwise it is dead-lettered at once.
+
+Any exception while decoding one message is that message's problem, not the consumer's
+(DESIGN.md P4): a JSON value nested 3,000 deep raises RecursionError, a 5,000-digit number
+ValueError. Those are dead-lettered too, with the exception's type in the reason and a
+warning in the log (an unexpected type there may also mean a bug worth reporting).
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ from consumers.change import Change, DeadLetter, MessageRef
 from consumers.versions import encode_version, ts_version
 from worker.envelope import decode_fields
 from worker.errors import ConversionError, EnvelopeError, EventError, SchemaError
+from worker.logs import get_logger
 from worker.schema.compiled import TableConverter, table_converter
 from worker.schema.mapping import Mapping
+
+_log = get_logger("d1cdc.decode")
 
 
 @dataclass
@@ -36,6 +44,16 @@ def decode_batch(sources: Iterable[MessageRef], mapping: Mapping) -> DecodedBatc
             batch.changes.append(to_change(source, mapping))
         except EventError as exc:
             batch.dead.append(DeadLetter(source, f"{type(exc).__name__}: {exc.reason}"))
+        except Exception as exc:
+            reason = f"{type(exc).__name__} while decoding: {exc}"
+            _log.warning(
+                "unexpected error decoding a message; dead-lettered",
+                topic=source.topic,
+                partition=source.partition,
+                offset=source.offset,
+                error=type(exc).__name__,
+            )
+            batch.dead.append(DeadLetter(source, reason))
     return batch
 
 

@@ -9,16 +9,17 @@ original topic; the apply path is idempotent (P1), so replaying twice is harmles
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
 from consumers.change import DeadLetter
 from worker.errors import ServiceError
-from worker.kafka import consumer_config, producer_config
+from worker.kafka import DLQ_MAX_BYTES, consumer_config, producer_config
 from worker.logs import get_logger
 from worker.metrics import DEAD_LETTERS
 
@@ -31,18 +32,46 @@ REASON, TOPIC, PARTITION, OFFSET, TIMESTAMP = (
     "d1cdc.offset",
     "d1cdc.timestamp",
 )
+# Only on a dead letter too big for the DLQ, stored truncated: what the original was.
+ORIGINAL_SIZE, ORIGINAL_SHA256 = "d1cdc.original_size", "d1cdc.original_sha256"
 _MAX_REASON = 2000  # header size is bounded; the reason names table/column/key first
+_ROOM = 64 * 1024  # headers and librdkafka's per-message overhead, below DLQ_MAX_BYTES
 
 
 def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    """Why and where from. The reason may quote hostile input (a column name holding an
+    unpaired surrogate): what UTF-8 cannot hold is written as a backslash escape."""
     src = letter.source
     return [
-        (REASON, letter.reason[:_MAX_REASON].encode("utf-8")),
+        (REASON, letter.reason[:_MAX_REASON].encode("utf-8", "backslashreplace")),
         (TOPIC, src.topic.encode("utf-8")),
         (PARTITION, str(src.partition).encode("ascii")),
         (OFFSET, str(src.offset).encode("ascii")),
         (TIMESTAMP, str(src.timestamp_ms).encode("ascii")),
     ]
+
+
+def fit_for_dlq(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """The dead letter as stored: whole when it fits the DLQ, else truncated to fit, with
+    the original value's size and SHA-256 in headers. Never dropped, never an error."""
+    budget = DLQ_MAX_BYTES - _ROOM - sum(len(n) + len(v) for n, v in headers)
+    size = len(key or b"") + len(value or b"")
+    if size <= budget:
+        return key, value, headers
+    original = value or b""
+    digest = hashlib.sha256(original).hexdigest()
+    key = None if key is None else key[: budget // 2]
+    kept = original[: max(0, budget - len(key or b""))]
+    log.error(
+        "dead letter too big for the dead-letter topic; stored truncated",
+        size=size,
+        kept=len(kept),
+        sha256=digest,
+    )
+    extra = [(ORIGINAL_SIZE, str(len(original)).encode()), (ORIGINAL_SHA256, digest.encode())]
+    return key, kept, [*headers, *extra]
 
 
 class _AckedProducer:
@@ -80,7 +109,9 @@ class _AckedProducer:
 class DeadLetterProducer:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
-        self._producer = _AckedProducer(bootstrap, **{"linger.ms": 5})
+        self._producer = _AckedProducer(
+            bootstrap, **{"linger.ms": 5, "message.max.bytes": DLQ_MAX_BYTES}
+        )
 
     def send(self, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:
@@ -92,7 +123,8 @@ class DeadLetterProducer:
                 offset=src.offset,
                 reason=letter.reason,
             )
-            self._producer.produce(self.topic, src.key, src.value, dead_letter_headers(letter))
+            key, value, headers = fit_for_dlq(src.key, src.value, dead_letter_headers(letter))
+            self._producer.produce(self.topic, key, value, headers)
             DEAD_LETTERS.inc()
 
     def flush(self, timeout_s: float = 30.0) -> None:
@@ -118,6 +150,12 @@ class DeadLetterRecord:
     reason: str
     key: bytes | None
     value: bytes | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def truncated(self) -> bool:
+        """Stored cut to fit the DLQ: it can be inspected, not replayed."""
+        return ORIGINAL_SIZE in self.headers
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -130,6 +168,14 @@ class DeadLetterRecord:
             "reason": self.reason,
             "key": _text(self.key),
             "value": _text(self.value),
+            **(
+                {
+                    "original_size": int(self.headers[ORIGINAL_SIZE]),
+                    "original_sha256": self.headers.get(ORIGINAL_SHA256),
+                }
+                if self.truncated
+                else {}
+            ),
         }
 
 
@@ -153,6 +199,7 @@ def _record(msg: Message) -> DeadLetterRecord:
         reason=headers.get(REASON, "?"),
         key=msg.key(),
         value=msg.value(),
+        headers=headers,
     )
 
 
@@ -199,6 +246,14 @@ def replay_dead_letters(bootstrap: str, records: Iterable[DeadLetterRecord]) -> 
     producer = _AckedProducer(bootstrap)
     count = 0
     for record in records:
+        if record.truncated:
+            log.error(
+                "not replayed: stored truncated (the original was too big for the DLQ)",
+                topic=record.topic,
+                offset=record.offset,
+                original_size=record.headers[ORIGINAL_SIZE],
+            )
+            continue
         producer.produce(record.topic, record.key, record.value)
         count += 1
     remaining, failures = producer.flush(30)

@@ -100,14 +100,27 @@ def row_renderer(types: Sequence[type]) -> RowRenderer:
     return render
 
 
+class RowTooLarge(Exception):
+    """One row's statement is bigger than the server's max_allowed_packet: MySQL would drop
+    the connection (2006/2013, which look transient) on every retry, forever."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"the row's upsert is {size} bytes, over the target's max_allowed_packet ({limit})"
+        )
+
+
 def execute_upsert(
     cursor: Cursor,
     statement: str,
     rows: Sequence[Sequence[Any]],
     render: RowRenderer | None = None,
+    *,
+    max_packet: int | None = None,
 ) -> None:
     """`cursor.executemany(statement, rows)` for an `INSERT … VALUES (%s, …) …` statement;
-    `render` (from `row_renderer`) renders a row faster when the column types are known."""
+    `render` (from `row_renderer`) renders a row faster when the column types are known.
+    A row whose statement alone exceeds `max_packet` raises `RowTooLarge` before sending."""
     connection = cursor.connection
     match = RE_INSERT_VALUES.match(statement)
     status: int = getattr(connection, "server_status", 0)  # not in PyMySQL's stubs
@@ -137,6 +150,8 @@ def execute_upsert(
             values = render(row, escape).encode(encoding)
         else:
             values = ("(" + ", ".join([escape(v) for v in row]) + ")").encode(encoding)
+        if max_packet is not None and len(prefix) + len(values) + len(postfix) > max_packet:
+            raise RowTooLarge(len(prefix) + len(values) + len(postfix), max_packet)
         if first:
             first = False
         elif len(sql) + len(values) + len(postfix) + 1 > limit:

@@ -22,9 +22,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from consumers import row_versions, sql
 from consumers.change import Change, DeadLetter
-from consumers.literals import execute_upsert, row_renderer
+from consumers.literals import RowTooLarge, execute_upsert, row_renderer
 from consumers.plan import TablePlan, plan_table
-from consumers.retry import MYSQL_ERRORS, is_row_rejection, mysql_errno, mysql_message, with_retries
+from consumers.retry import (
+    MYSQL_ERRORS,
+    is_row_rejection,
+    is_transient,
+    mysql_errno,
+    mysql_message,
+    with_retries,
+)
 from consumers.unique import find_unique_collisions
 from worker.errors import SchemaError, ServiceError
 from worker.schema.convert import RESULT_TYPES
@@ -44,8 +51,7 @@ class ApplyResult:
 
 
 class _RowRejected(Exception):
-    def __init__(self, errno: int | None, message: str) -> None:
-        super().__init__(f"MySQL error {errno}: {message}")
+    """One row of the transaction cannot be stored; the message says why."""
 
 
 class MySQLSink:
@@ -74,11 +80,24 @@ class MySQLSink:
             for t in mapping.tables.values()
         }
         self._side_table_ready = False
+        self._max_packet: int | None = None
+
+    def _read_max_packet(self) -> int | None:
+        """The server's max_allowed_packet (None when it does not say: then not checked)."""
+        try:
+            with self.engine.connect() as conn:
+                value = conn.exec_driver_sql("SELECT @@max_allowed_packet").scalar()
+        except MYSQL_ERRORS as exc:
+            if is_transient(exc):
+                raise  # with_retries retries it
+            return None
+        return int(value) if value is not None else None
 
     def apply(self, changes: Sequence[Change]) -> ApplyResult:
         """Apply coalesced `changes`; returns counts and the dead letters of refused rows."""
         if not self._side_table_ready:
             with_retries(lambda: row_versions.ensure_side_table(self.engine))
+            self._max_packet = with_retries(self._read_max_packet)
             self._side_table_ready = True
         result = ApplyResult()
         for part in row_versions.chunks(list(changes), self.rows_per_transaction):
@@ -111,9 +130,17 @@ class MySQLSink:
             return with_retries(attempt)
         except MYSQL_ERRORS as exc:
             if is_row_rejection(exc):
-                raise _RowRejected(mysql_errno(exc), mysql_message(exc)) from None
+                raise _RowRejected(
+                    f"MySQL error {mysql_errno(exc)}: {mysql_message(exc)}"
+                ) from None
             raise _service_error(exc) from None
+        except RowTooLarge as exc:
+            raise _RowRejected(str(exc)) from None
+        except UnicodeEncodeError as exc:  # a lone surrogate, from a \ud800 escape in JSON
+            raise _RowRejected(_not_unicode(exc)) from None
         except sa.exc.SQLAlchemyError as exc:
+            if isinstance(getattr(exc, "orig", None), UnicodeEncodeError):
+                raise _RowRejected(_not_unicode(exc.orig)) from None  # type: ignore[attr-defined]
             raise ServiceError(f"MySQL target unavailable: {exc}") from None
 
     def _apply_table(
@@ -167,7 +194,7 @@ class MySQLSink:
         cursor = cast(Cursor, conn.connection.dbapi_connection.cursor())  # type: ignore[union-attr]
         try:
             for part in row_versions.chunks(rows, self.rows_per_statement):
-                execute_upsert(cursor, statement, part, render)
+                execute_upsert(cursor, statement, part, render, max_packet=self._max_packet)
         finally:
             cursor.close()
 
@@ -177,6 +204,11 @@ class MySQLSink:
         )
         if plan.state_clears:
             row_versions.clear_states(conn, table.name, [ident[1] for ident in plan.state_clears])
+
+
+def _not_unicode(exc: UnicodeEncodeError) -> str:
+    bad = exc.object[exc.start : exc.end].encode("unicode_escape").decode("ascii")
+    return f"a value is not valid Unicode ({bad}: {exc.reason}); utf8mb4 cannot store it"
 
 
 def _service_error(exc: Exception) -> Exception:

@@ -13,6 +13,12 @@ from confluent_kafka.admin import AdminClient
 
 from worker.logs import kafka_logger
 
+# D1 allows a row of 2 MB. Its event is bigger: JSON escaping, base64 blobs (4/3), and a
+# delete's before-image. Producers and table topics take events up to 8 MiB (compressed
+# with zstd on the wire); the DLQ takes that plus room for its headers.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+DLQ_MAX_BYTES = MAX_EVENT_BYTES + 256 * 1024
+
 
 def _base(bootstrap: str) -> dict[str, Any]:
     return {"bootstrap.servers": bootstrap, "logger": kafka_logger()}
@@ -24,7 +30,8 @@ def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 20,
-        "compression.type": "lz4",
+        "compression.type": "zstd",
+        "message.max.bytes": MAX_EVENT_BYTES,
         "batch.num.messages": 10_000,
         **extra,
     }

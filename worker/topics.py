@@ -22,7 +22,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from worker.config import Settings
 from worker.errors import ServiceError
-from worker.kafka import admin_client
+from worker.kafka import DLQ_MAX_BYTES, MAX_EVENT_BYTES, admin_client
 from worker.logs import get_logger
 
 DLQ_SUFFIX = "_dlq"
@@ -49,10 +49,15 @@ def table_topic_config(tombstone_retention_hours: float) -> dict[str, str]:
     return {
         "cleanup.policy": "compact",
         "delete.retention.ms": str(int(tombstone_retention_hours * 3_600_000)),
+        "max.message.bytes": str(MAX_EVENT_BYTES),
     }
 
 
-DLQ_CONFIG = {"cleanup.policy": "delete", "retention.ms": "-1"}
+DLQ_CONFIG = {
+    "cleanup.policy": "delete",
+    "retention.ms": "-1",
+    "max.message.bytes": str(DLQ_MAX_BYTES),
+}
 
 
 def ensure_topics(
