@@ -9,109 +9,43 @@ original topic; the apply path is idempotent (P1), so replaying twice is harmles
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, TopicPartition
 
 from consumers.change import DeadLetter
+from worker.dead_letters import (
+    OFFSET,
+    ORIGINAL_SHA256,
+    ORIGINAL_SIZE,
+    PARTITION,
+    REASON,
+    TIMESTAMP,
+    TOPIC,
+    AckedProducer,
+    DeadLetterWriter,
+    headers_for,
+)
 from worker.errors import ServiceError
-from worker.kafka import DLQ_MAX_BYTES, consumer_config, producer_config
+from worker.kafka import consumer_config
 from worker.logs import get_logger
 from worker.metrics import DEAD_LETTERS
 
 log = get_logger(__name__)
 
-REASON, TOPIC, PARTITION, OFFSET, TIMESTAMP = (
-    "d1cdc.reason",
-    "d1cdc.topic",
-    "d1cdc.partition",
-    "d1cdc.offset",
-    "d1cdc.timestamp",
-)
-# Only on a dead letter too big for the DLQ, stored truncated: what the original was.
-ORIGINAL_SIZE, ORIGINAL_SHA256 = "d1cdc.original_size", "d1cdc.original_sha256"
-_MAX_REASON = 2000  # header size is bounded; the reason names table/column/key first
-_ROOM = 64 * 1024  # headers and librdkafka's per-message overhead, below DLQ_MAX_BYTES
-
 
 def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
-    """Why and where from. The reason may quote hostile input (a column name holding an
-    unpaired surrogate): what UTF-8 cannot hold is written as a backslash escape."""
     src = letter.source
-    return [
-        (REASON, letter.reason[:_MAX_REASON].encode("utf-8", "backslashreplace")),
-        (TOPIC, src.topic.encode("utf-8")),
-        (PARTITION, str(src.partition).encode("ascii")),
-        (OFFSET, str(src.offset).encode("ascii")),
-        (TIMESTAMP, str(src.timestamp_ms).encode("ascii")),
-    ]
-
-
-def fit_for_dlq(
-    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
-) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
-    """The dead letter as stored: whole when it fits the DLQ, else truncated to fit, with
-    the original value's size and SHA-256 in headers. Never dropped, never an error."""
-    budget = DLQ_MAX_BYTES - _ROOM - sum(len(n) + len(v) for n, v in headers)
-    size = len(key or b"") + len(value or b"")
-    if size <= budget:
-        return key, value, headers
-    original = value or b""
-    digest = hashlib.sha256(original).hexdigest()
-    key = None if key is None else key[: budget // 2]
-    kept = original[: max(0, budget - len(key or b""))]
-    log.error(
-        "dead letter too big for the dead-letter topic; stored truncated",
-        size=size,
-        kept=len(kept),
-        sha256=digest,
-    )
-    extra = [(ORIGINAL_SIZE, str(len(original)).encode()), (ORIGINAL_SHA256, digest.encode())]
-    return key, kept, [*headers, *extra]
-
-
-class _AckedProducer:
-    """A producer that never drops an event: it waits out a full local queue and remembers
-    every failed delivery, for `flush` to report."""
-
-    def __init__(self, bootstrap: str, **config: Any) -> None:
-        self._producer = Producer(producer_config(bootstrap, **config))
-        self._failures: list[str] = []
-
-    def _delivered(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None:
-            self._failures.append(str(err))
-
-    def produce(
-        self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None
-    ) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    topic, key=key, value=value, headers=headers, on_delivery=self._delivered
-                )
-                break
-            except BufferError:  # local queue full (a large batch or replay): wait, never drop
-                self._producer.poll(0.5)
-        self._producer.poll(0)  # serve delivery reports as we go
-
-    def flush(self, timeout_s: float) -> tuple[int, list[str]]:
-        """Wait for every event; (how many are still unacknowledged, failed deliveries)."""
-        remaining = self._producer.flush(timeout_s)
-        failures, self._failures = self._failures, []
-        return remaining, failures
+    return headers_for(letter.reason, src.topic, src.partition, src.offset, src.timestamp_ms)
 
 
 class DeadLetterProducer:
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
-        self._producer = _AckedProducer(
-            bootstrap, **{"linger.ms": 5, "message.max.bytes": DLQ_MAX_BYTES}
-        )
+        self._writer = DeadLetterWriter(bootstrap, topic)
 
     def send(self, letters: Iterable[DeadLetter]) -> None:
         for letter in letters:
@@ -123,18 +57,12 @@ class DeadLetterProducer:
                 offset=src.offset,
                 reason=letter.reason,
             )
-            key, value, headers = fit_for_dlq(src.key, src.value, dead_letter_headers(letter))
-            self._producer.produce(self.topic, key, value, headers)
+            self._writer.send(src.key, src.value, dead_letter_headers(letter))
             DEAD_LETTERS.inc()
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait for every dead letter to be acknowledged; raise `ServiceError` otherwise."""
-        remaining, failures = self._producer.flush(timeout_s)
-        if remaining or failures:
-            raise ServiceError(
-                f"dead-letter topic {self.topic}: {remaining} unacknowledged, "
-                f"failed: {'; '.join(failures[:3]) or 'timeout'}"
-            )
+        self._writer.flush(timeout_s)
 
 
 @dataclass(frozen=True)
@@ -243,7 +171,7 @@ def read_dead_letters(
 
 def replay_dead_letters(bootstrap: str, records: Iterable[DeadLetterRecord]) -> int:
     """Re-produce each record's original key/value to its original topic; returns the count."""
-    producer = _AckedProducer(bootstrap)
+    producer = AckedProducer(bootstrap)
     count = 0
     for record in records:
         if record.truncated:

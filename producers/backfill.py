@@ -29,6 +29,7 @@ from producers.deletes import find_deleted_keys
 from producers.emitter import ChangeEmitter
 from producers.keyset import Watermark, lookback_floor, next_page, start_watermark
 from producers.watermarks import WatermarkStore
+from worker.errors import EventTooLargeError
 from worker.logs import get_logger
 from worker.schema.mapping import TableMapping
 from worker.sources.base import Source, quote_ident
@@ -92,6 +93,7 @@ class Backfill:
         self.stop = stop or threading.Event()
         self._pending: list[tuple[int, Watermark]] = []  # (last sequence, page watermark)
         self.cycles = 0  # completed passes over all tables (watchable from another thread)
+        self._refused: set[tuple[str, bytes, str]] = set()  # events dead-lettered as too big
 
     def run_once(self, tables: list[TableMapping]) -> list[TableResult]:
         """One pass over `tables`, parents before children."""
@@ -198,7 +200,15 @@ class Backfill:
         one is acknowledged (the emitter's `acked_through`)."""
         pk = table.primary_key
         for row in rows:
-            self.emitter.upsert(table.name, row, key={c: row[c] for c in pk}, origin=ORIGIN)
+            try:
+                self.emitter.upsert(table.name, row, key={c: row[c] for c in pk}, origin=ORIGIN)
+            except EventTooLargeError as exc:  # one row must not stop every later one
+                # The lookback re-reads it: one letter per version of the row is enough.
+                version = tuple(row.get(c) for c in table.version_columns) or (len(exc.value),)
+                seen = (exc.topic, exc.key, repr(version))
+                if seen not in self._refused:
+                    self._refused.add(seen)
+                    self.emitter.dead_letter(exc)
         self.emitter.poll(0)
         self._pending.append((self.emitter.last_sequence, mark))
         self._save_acknowledged(table)

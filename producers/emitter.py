@@ -26,12 +26,13 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from producers.spool import DEFAULT_MAX_BYTES, Spool, SpooledMessage
 from worker.config import Settings
+from worker.dead_letters import DeadLetterWriter, headers_for
 from worker.envelope import ChangeEvent, encode_event, new_event
-from worker.errors import SchemaError, ServiceError
-from worker.kafka import producer_config
+from worker.errors import EventTooLargeError, SchemaError, ServiceError
+from worker.kafka import EVENT_ROOM, MAX_EVENT_BYTES, producer_config
 from worker.logs import get_logger
 from worker.schema.mapping import Mapping as SchemaMapping
-from worker.topics import topic_for
+from worker.topics import dlq_topic, topic_for
 
 SPOOL_RETRY_SECONDS = 5.0
 SPOOL_DELIVERY_TIMEOUT_MS = 30_000
@@ -53,6 +54,8 @@ class ChangeEmitter:
         **producer_overrides: Any,
     ) -> None:
         self.topic_prefix = topic_prefix
+        self._bootstrap = bootstrap
+        self._dead_letters: DeadLetterWriter | None = None
         self.mapping = mapping
         self.origin = origin
         self.spool = Spool(spool_dir, spool_max_bytes) if spool_dir is not None else None
@@ -114,17 +117,28 @@ class ChangeEmitter:
     ) -> None:
         """Emit a delete for `key`, then a tombstone (same key, null value) for compaction."""
         event = new_event(table, "delete", key, before, origin=origin or self.origin, ts_ms=ts_ms)
-        message_key, value = encode_event(event)
+        topic = topic_for(self.topic_prefix, table)
+        message_key, value = _encoded(event, topic)
         with self._lock:
-            self._send(SpooledMessage(topic_for(self.topic_prefix, table), message_key, value))
+            self._send(SpooledMessage(topic, message_key, value))
             self._send(SpooledMessage(topic_for(self.topic_prefix, table), message_key, None))
 
     def emit(self, event: ChangeEvent) -> None:
-        message_key, value = encode_event(event)
+        topic = topic_for(self.topic_prefix, event.table)
+        message_key, value = _encoded(event, topic)
         with self._lock:
-            self._send(
-                SpooledMessage(topic_for(self.topic_prefix, event.table), message_key, value)
-            )
+            self._send(SpooledMessage(topic, message_key, value))
+
+    def dead_letter(self, refused: EventTooLargeError) -> None:
+        """Store an event Kafka's topics cannot take in the dead-letter topic (truncated to
+        fit, with its size and hash), acknowledged before this returns. For workers that
+        must go on past one row (backfill); an app gets the error instead."""
+        if self._dead_letters is None:
+            self._dead_letters = DeadLetterWriter(self._bootstrap, dlq_topic(self.topic_prefix))
+        headers = headers_for(refused.reason, refused.topic, -1, -1, int(time.time() * 1000))
+        self._dead_letters.send(refused.key, refused.value, headers)
+        self._dead_letters.flush()
+        _log.error("event too large for Kafka; dead-lettered", reason=refused.reason)
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks (spooling any failures); cheap, call it often."""
@@ -274,3 +288,20 @@ class ChangeEmitter:
                 return
             except BufferError:
                 self._producer.poll(0.5)
+
+
+def _encoded(event: ChangeEvent, topic: str) -> tuple[bytes, bytes]:
+    """The event's Kafka key and value; `EventTooLargeError` (naming table, key and size)
+    when Kafka would refuse it, raised before anything is produced or spooled."""
+    message_key, value = encode_event(event)
+    size = len(message_key) + len(value)
+    if size > MAX_EVENT_BYTES - EVENT_ROOM:
+        raise EventTooLargeError(
+            f"{event.table} key={message_key[:200].decode('utf-8', 'replace')}: the event is "
+            f"{size} bytes, over the {MAX_EVENT_BYTES - EVENT_ROOM}-byte limit of d1cdc's topics "
+            "(D1 rows are at most 2 MB; a larger value came from elsewhere)",
+            topic=topic,
+            key=message_key,
+            value=value,
+        )
+    return message_key, value

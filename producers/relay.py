@@ -19,8 +19,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import KafkaError, Message, Producer
-
 from producers.capture_drift import find_drift
 from producers.changelog import (
     BadEntry,
@@ -31,8 +29,8 @@ from producers.changelog import (
     decode_entry,
 )
 from producers.emitter import ChangeEmitter
+from worker.dead_letters import DeadLetterWriter, headers_for
 from worker.errors import D1cdcError, EnvelopeError, ServiceError
-from worker.kafka import producer_config
 from worker.logs import get_logger
 from worker.metrics import CAPTURE_DRIFT, RELAY_EVENTS, RELAY_LAG, RELAY_LOG_DEPTH, Health
 from worker.schema.mapping import Mapping
@@ -53,35 +51,22 @@ class RelayOutcome:
 
 class _DeadLetters:
     """Entries that cannot be events, to `{prefix}._dlq`, acknowledged before deletion.
-    Headers follow the consumers' dead letters (`d1cdc.reason`, `d1cdc.topic`, …), with the
-    change-log sequence number as the offset."""
+    Headers are the consumers' (`worker.dead_letters`), with the change-log sequence number
+    as the offset and partition -1."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.topic = topic
-        self._producer = Producer(producer_config(bootstrap))
-        self._failures: list[str] = []
+        self._writer = DeadLetterWriter(bootstrap, topic)
 
     def send(self, prefix: str, bad: BadEntry) -> None:
         value = json.dumps(bad.raw, default=str, ensure_ascii=False).encode("utf-8", "replace")
-        headers: list[tuple[str, str | bytes | None]] = [
-            ("d1cdc.reason", bad.reason.encode("utf-8", "replace")[:2000]),
-            ("d1cdc.topic", topic_for(prefix, str(bad.raw.get("tbl", "?"))).encode()),
-            ("d1cdc.partition", b"-1"),
-            ("d1cdc.offset", str(bad.seq).encode()),
-            ("d1cdc.timestamp", str(bad.raw.get("ts_ms", 0)).encode()),
-        ]
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                self._failures.append(str(err))
-
-        self._producer.produce(self.topic, value=value, headers=headers, on_delivery=delivered)
+        table = str(bad.raw.get("tbl", "?"))
+        ts_ms = bad.raw.get("ts_ms")
+        timestamp = ts_ms if isinstance(ts_ms, int) and not isinstance(ts_ms, bool) else 0
+        headers = headers_for(bad.reason, topic_for(prefix, table), -1, bad.seq, timestamp)
+        self._writer.send(None, value, headers)
 
     def flush(self, timeout_s: float) -> None:
-        remaining = self._producer.flush(timeout_s)
-        failures, self._failures = self._failures, []
-        if remaining or failures:
-            raise ServiceError(f"dead letters of the change log not acknowledged: {failures}")
+        self._writer.flush(timeout_s)
 
 
 class Relay:

@@ -18,10 +18,11 @@ import sqlalchemy as sa
 from confluent_kafka import Producer
 from confluent_kafka.admin import ConfigResource  # type: ignore[attr-defined]
 
-from consumers.dlq import ORIGINAL_SHA256, ORIGINAL_SIZE, read_dead_letters
+from consumers.dlq import read_dead_letters
 from consumers.loop import run_until_caught_up
 from tests.consume_helpers import create_topics, prepare_target
 from worker.config import Settings
+from worker.dead_letters import ORIGINAL_SHA256, ORIGINAL_SIZE
 from worker.envelope import encode_event, new_event
 from worker.kafka import admin_client, producer_config
 from worker.schema.mapping import mapping_from_dict

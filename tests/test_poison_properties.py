@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 
 from consumers.change import DeadLetter, MessageRef
 from consumers.decode import decode_batch, to_change
-from consumers.dlq import dead_letter_headers, fit_for_dlq, read_dead_letters
+from consumers.dlq import dead_letter_headers, read_dead_letters
 from consumers.loop import run_until_caught_up
 from tests.consume_helpers import MAPPING, create_topics, prepare_target, produce_raw
 from worker.config import Settings
+from worker.dead_letters import fit_for_dlq
 from worker.envelope import encode_event, new_event
 
 TOPIC = "p.user"

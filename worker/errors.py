@@ -40,6 +40,15 @@ class EnvelopeError(EventError):
     """An event is not a valid v1 envelope (bad JSON, missing field, wrong type)."""
 
 
+class EventTooLargeError(EventError):
+    """An event is bigger than the topics and producers take (`worker.kafka.MAX_EVENT_BYTES`).
+    It carries the encoded event, so a caller that must not stop can dead-letter it."""
+
+    def __init__(self, message: str, *, topic: str, key: bytes, value: bytes) -> None:
+        super().__init__(message)
+        self.topic, self.key, self.value = topic, key, value
+
+
 class UnknownTableError(EventError):
     """An event names a table the mapping does not have."""
 

@@ -18,6 +18,7 @@ from worker.logs import kafka_logger
 # with zstd on the wire); the DLQ takes that plus room for its headers.
 MAX_EVENT_BYTES = 8 * 1024 * 1024
 DLQ_MAX_BYTES = MAX_EVENT_BYTES + 256 * 1024
+EVENT_ROOM = 4096  # librdkafka counts its per-message overhead against message.max.bytes
 
 
 def _base(bootstrap: str) -> dict[str, Any]:
