@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -35,7 +35,14 @@ from consumers.change import MessageRef
 from consumers.coalesce import coalesce_batch
 from consumers.decode import decode_batch
 from consumers.dlq import DeadLetterProducer
-from consumers.offsets import commit_offsets, message_refs, partition_lags
+from consumers.offsets import (
+    GroupProgress,
+    Partition,
+    commit_offsets,
+    group_progress,
+    message_refs,
+    partition_lags,
+)
 from consumers.retry import MYSQL_ERRORS
 from consumers.row_versions import prune_tombstones
 from consumers.sink import MySQLSink
@@ -97,6 +104,10 @@ class ConsumeLoop:
             rows_per_transaction=settings.rows_per_transaction,
         )
         self._stop = threading.Event()
+        self._admin = admin_client(settings.kafka_bootstrap)
+        self._until: dict[Partition, int] | None = None
+        self._on_progress: Callable[[GroupProgress], None] | None = None
+        self._next_not_yet_log = 0.0
         self.backpressure = Backpressure(self.engine, self.health)
         self.outcome = LoopOutcome()
         self._applier: BackgroundApplier | None = None  # set while `run` runs
@@ -110,8 +121,22 @@ class ConsumeLoop:
         """Ask the loop to finish its current batch, commit, leave the group and return."""
         self._stop.set()
 
-    def run(self, *, until_caught_up: bool = False, timeout_s: float | None = None) -> LoopOutcome:
-        """Consume until stopped (or caught up); raise `ServiceError` when `timeout_s` passes."""
+    def run(
+        self,
+        *,
+        until_caught_up: bool = False,
+        timeout_s: float | None = None,
+        until: dict[Partition, int] | None = None,
+        on_progress: Callable[[GroupProgress], None] | None = None,
+    ) -> LoopOutcome:
+        """Consume until stopped (or caught up); raise `ServiceError` when `timeout_s` passes.
+
+        Caught up (`GroupProgress.caught_up`): the *group* has committed every partition of
+        every subscribed topic through its end offset — or through `until`, end offsets
+        taken earlier (rebuild) — and is not rebalancing.
+        """
+        self._until = until
+        self._on_progress = on_progress
         prefix = self.settings.topic_prefix
         ensure_topics(
             admin_client(self.settings.kafka_bootstrap),
@@ -181,14 +206,51 @@ class ConsumeLoop:
                 (until_caught_up and not messages) or now >= next_lag_check
             ):
                 next_lag_check = now + LAG_CHECK_EVERY_S
-                lags = partition_lags(consumer)
-                if until_caught_up and lags is not None and not any(lags.values()):
-                    self.outcome.caught_up = True
-                    log.info("caught up", partitions=len(lags), messages=self.outcome.messages)
-                    return
+                lags = partition_lags(consumer)  # this member's share (and the lag gauges)
+                own_done = lags is not None and not any(lags.values())
+                # With `until` the topics may grow meanwhile: own partitions need not be empty.
+                if until_caught_up and (own_done or self._until is not None):
+                    progress = self._group_progress()
+                    if progress is not None and progress.caught_up(until=self._until):
+                        self.outcome.caught_up = True
+                        log.info(
+                            "caught up",
+                            partitions=len(progress.ends),
+                            messages=self.outcome.messages,
+                        )
+                        return
+                    if progress is not None and now >= self._next_not_yet_log:
+                        self._next_not_yet_log = now + LAG_CHECK_EVERY_S
+                        log.info(
+                            "not caught up yet",
+                            assigned=len(lags or {}),
+                            partitions=len(progress.ends),
+                            group_state=progress.group_state,
+                            lagging=progress.lagging(),
+                        )
             if now >= next_prune:
                 next_prune = now + PRUNE_EVERY_S
                 self._prune()
+
+    def _subscribed_topics(self) -> list[str]:
+        prefix = self.settings.topic_prefix
+        if self.tables:
+            return [topic_for(prefix, t) for t in self.tables]
+        names = self._admin.list_topics(timeout=10).topics
+        return sorted(n for n in names if n.startswith(f"{prefix}.") and n != dlq_topic(prefix))
+
+    def _group_progress(self) -> GroupProgress | None:
+        """The group's committed progress, or None while Kafka cannot say (asked again)."""
+        try:
+            progress = group_progress(
+                self._admin, self.settings.group_id, self._subscribed_topics()
+            )
+        except KafkaException as exc:
+            log.info("group progress unknown for now", error=str(exc))
+            return None
+        if self._on_progress is not None:
+            self._on_progress(progress)
+        return progress
 
     def _process(self, consumer: Consumer, messages: list[Message]) -> None:
         assert self._applier is not None

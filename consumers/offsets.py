@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    ConsumerGroupState,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from consumers.change import MessageRef
 from worker.errors import ServiceError
@@ -14,6 +24,7 @@ from worker.metrics import CONSUMER_LAG
 log = get_logger(__name__)
 
 Partition = tuple[str, int]
+_TIMEOUT_S = 30.0
 
 
 def message_refs(messages: Iterable[Message]) -> list[MessageRef]:
@@ -99,3 +110,85 @@ def partition_lags(consumer: Consumer, timeout_s: float = 10.0) -> dict[Partitio
         lags[(topic, partition)] = max(0, high - offset)
         CONSUMER_LAG.labels(topic, str(partition)).set(lags[(topic, partition)])
     return lags
+
+
+# -- "caught up": one definition, for `consume --until-caught-up`, `rebuild` and `status` --
+
+
+@dataclass(frozen=True)
+class GroupProgress:
+    """Where a consumer group stands on every partition of a set of topics.
+
+    Lag is counted from the group's *committed* offsets, never from one member's
+    assignment: a member that holds 6 of 18 partitions (the others still held by members
+    that have not timed out) is not caught up because its own 6 are. Lag of a partition is
+    end - max(committed, start): messages below the start offset (compacted or expired)
+    no longer exist, and an uncommitted partition owes everything from its start.
+    """
+
+    ends: Mapping[Partition, int]
+    starts: Mapping[Partition, int]
+    committed: Mapping[Partition, int]  # -1 (or absent): nothing committed yet
+    group_state: str = "UNKNOWN"
+
+    def lag(self, partition: Partition, *, end: int | None = None) -> int:
+        stop = self.ends[partition] if end is None else end
+        done = max(self.committed.get(partition, -1), self.starts.get(partition, 0))
+        return max(0, stop - done)
+
+    def lag_of(self, topic: str) -> int:
+        return sum(self.lag(p) for p in self.ends if p[0] == topic)
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag(p) for p in self.ends)
+
+    def caught_up(self, *, until: Mapping[Partition, int] | None = None) -> bool:
+        """Every partition committed through its end (or through `until`, end offsets taken
+        earlier), and the group not in the middle of a rebalance."""
+        if self.group_state not in ("STABLE", "EMPTY"):
+            return False
+        if until is not None:
+            return all(self.lag(p, end=end) == 0 for p, end in until.items())
+        return self.total_lag == 0
+
+    def lagging(self, limit: int = 5) -> list[str]:
+        behind = [(p, self.lag(p)) for p in sorted(self.ends) if self.lag(p)]
+        return [f"{t}[{n}]={lag}" for (t, n), lag in behind[:limit]]
+
+
+def topic_offsets(
+    admin: AdminClient, topics: Iterable[str], spec: OffsetSpec
+) -> dict[Partition, int]:
+    """`spec` (earliest/latest) offset of every partition of those `topics` that exist."""
+    meta = admin.list_topics(timeout=_TIMEOUT_S)
+    request = {
+        TopicPartition(t, p): spec
+        for t in topics
+        if t in meta.topics
+        for p in meta.topics[t].partitions
+    }
+    if not request:
+        return {}
+    result: dict[Partition, int] = {}
+    for tp, future in admin.list_offsets(request, request_timeout=_TIMEOUT_S).items():
+        result[(tp.topic, tp.partition)] = future.result(timeout=_TIMEOUT_S).offset
+    return result
+
+
+def group_progress(admin: AdminClient, group: str, topics: Iterable[str]) -> GroupProgress:
+    """The group's progress on every partition of `topics` (raises KafkaException)."""
+    wanted = list(topics)
+    ends = topic_offsets(admin, wanted, OffsetSpec.latest())  # type: ignore[no-untyped-call]
+    starts = topic_offsets(admin, wanted, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
+    committed: dict[Partition, int] = {}
+    if ends:
+        parts = [TopicPartition(t, p) for t, p in sorted(ends)]
+        request = ConsumerGroupTopicPartitions(group, parts)
+        answer = admin.list_consumer_group_offsets([request], request_timeout=_TIMEOUT_S)[group]
+        for tp in answer.result(timeout=_TIMEOUT_S).topic_partitions:
+            committed[(tp.topic, tp.partition)] = tp.offset
+    described = admin.describe_consumer_groups([group], request_timeout=_TIMEOUT_S)[group]
+    state = described.result(timeout=_TIMEOUT_S).state
+    name = state.name if isinstance(state, ConsumerGroupState) else str(state)
+    return GroupProgress(ends, starts, committed, name)

@@ -14,7 +14,12 @@ from worker.schema.mapping import load_mapping
 def consume(
     ctx: typer.Context,
     until_caught_up: bool = typer.Option(
-        False, "--until-caught-up", help="Exit 0 once every assigned partition has lag 0."
+        False,
+        "--until-caught-up",
+        help=(
+            "Exit 0 once the consumer group has committed every partition of every subscribed "
+            "topic through its end offset (not only this member's share) and is not rebalancing."
+        ),
     ),
     tables: list[str] | None = typer.Option(
         None, "--tables", help="Only these tables (repeat or comma-separate). Default: all."

@@ -14,9 +14,11 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 from sqlalchemy.engine import Engine
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
+from consumers.offsets import GroupProgress, group_progress
 from producers.watermarks import TABLE_NAME as WATERMARKS_TABLE
 from producers.watermarks import WatermarkStore
 from worker.config import Settings
@@ -61,15 +63,11 @@ class Status:
     tables: list[TableStatus] = field(default_factory=list)
     dlq_pending: int = 0
     last_verify: VerifyRun | None = None
+    group_state: str = "UNKNOWN"  # of the apply group: STABLE, EMPTY, …REBALANCE
 
     @property
     def total_lag(self) -> int:
         return sum(t.lag for t in self.tables)
-
-
-def _partitions(consumer: Consumer, topic: str) -> list[TopicPartition]:
-    meta = consumer.list_topics(topic, timeout=10).topics[topic]
-    return [TopicPartition(topic, p) for p in sorted(meta.partitions)]
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -81,16 +79,9 @@ def _retriable(exc: BaseException) -> bool:
 
 
 @retry(retry=retry_if_exception(_retriable), stop=stop_after_delay(15), wait=wait_fixed(0.5))
-def _pending(consumer: Consumer, topic: str) -> tuple[int, int, list[TopicPartition]]:
-    """(end offsets, committed offsets) summed over the topic's partitions."""
-    parts = _partitions(consumer, topic)
-    committed = consumer.committed(parts, timeout=10)
-    end_total = done_total = 0
-    for tp in committed:
-        low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), 10)
-        end_total += high - low
-        done_total += (tp.offset - low) if tp.offset not in (OFFSET_INVALID, -1) else 0
-    return end_total, done_total, committed
+def _progress(admin: AdminClient, group: str, topics: list[str]) -> GroupProgress:
+    """The group's committed progress (the same definition `consume --until-caught-up` uses)."""
+    return group_progress(admin, group, topics)
 
 
 def _last_applied_ms(reader: Consumer, committed: list[TopicPartition]) -> int | None:
@@ -133,33 +124,36 @@ def collect_status(
     `last_applied=False` skips reading messages back (cheap enough to poll every second).
     """
     prefix = settings.topic_prefix
-    group = consumer_config(settings.kafka_bootstrap, settings.group_id)
     reader_cfg = consumer_config(settings.kafka_bootstrap, f"d1cdc-status-{uuid.uuid4().hex[:8]}")
-    apply_consumer, reader = Consumer(group), Consumer(reader_cfg)
-    dlq_consumer = Consumer(
-        consumer_config(settings.kafka_bootstrap, dlq_ack_group(settings.group_id))
-    )
+    reader = Consumer(reader_cfg)
     status = Status()
     try:
-        existing = set(admin_client(settings.kafka_bootstrap).list_topics(timeout=10).topics)
+        admin = admin_client(settings.kafka_bootstrap)
+        existing = set(admin.list_topics(timeout=10).topics)
         watermarks = _watermarks(engine)
+        topics = [topic_for(prefix, t) for t in tables if topic_for(prefix, t) in existing]
+        progress = _progress(admin, settings.group_id, topics)
+        status.group_state = progress.group_state
         for table in tables:
             topic = topic_for(prefix, table)
             row = TableStatus(table, watermark=watermarks.get(table))
             if topic in existing:
-                row.end_offset, row.committed, committed = _pending(apply_consumer, topic)
+                parts = [p for p in progress.ends if p[0] == topic]
+                row.end_offset = sum(progress.ends[p] - progress.starts.get(p, 0) for p in parts)
+                row.committed = row.end_offset - progress.lag_of(topic)
                 if last_applied:
+                    committed = [
+                        TopicPartition(t, n, progress.committed.get((t, n), -1)) for t, n in parts
+                    ]
                     row.last_applied_ms = _last_applied_ms(reader, committed)
             status.tables.append(row)
         dlq = dlq_topic(prefix)
         if dlq in existing:
-            end, done, _ = _pending(dlq_consumer, dlq)
-            status.dlq_pending = end - done
+            status.dlq_pending = _progress(admin, dlq_ack_group(settings.group_id), [dlq]).total_lag
     except KafkaException as exc:
         raise ServiceError(f"Kafka {settings.kafka_bootstrap}: {exc}") from None
     finally:
-        for consumer in (apply_consumer, reader, dlq_consumer):
-            consumer.close()
+        reader.close()
     status.last_verify = last_run(engine)
     return status
 
