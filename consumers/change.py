@@ -101,15 +101,28 @@ def key_identity(key: dict[str, Any]) -> str:
 
 
 def supersedes(incoming: Change | StoredState, current: Change | StoredState) -> bool:
-    """Does `incoming` (later in the stream) replace `current` for the same key?"""
+    """Does `incoming` (later in the stream) replace `current` for the same key?
+
+    Row versions order the writes of one *incarnation* of a row. A delete ends the
+    incarnation, and a re-insert starts a new one whose version may equal the deleted
+    row's (Drizzle's `updatedAt` is in seconds) or be lower (its `updateCounter` restarts).
+    So deletes are ordered against other deletes, and upserts against a delete, by source
+    time (`ts_ms`: when the write committed, or when backfill or verify read the row):
+    - a tombstone keeps the latest delete; a delete not later than it (the same delete
+      redelivered, or an older one) is stale: it must not remove a re-inserted row;
+    - an upsert after a delete applies only when the source saw it after the delete (a
+      re-insert, even within the same second); a replay of the deleted row was written or
+      read before the delete, so it never resurrects it.
+    Everything else compares versions, equal versions letting the later event win.
+    """
     if incoming.op == "delete":
+        if current.op == "delete":  # the same ts_ms is the same delete, delivered again
+            return incoming.ts_ms > current.ts_ms
         if incoming.version is None or current.version is None:
-            return current.op == "upsert" or incoming.ts_ms >= current.ts_ms
+            return True
         return incoming.version >= current.version
     if current.op == "delete":
-        if current.version is None or incoming.version is None:
-            return incoming.ts_ms > current.ts_ms
-        return incoming.version > current.version
+        return incoming.ts_ms > current.ts_ms
     if incoming.version is None or current.version is None:  # upserts always carry one
         return incoming.ts_ms >= current.ts_ms
     return incoming.version >= current.version

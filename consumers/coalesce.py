@@ -16,22 +16,27 @@ from consumers.change import Change, supersedes
 
 
 def coalesce_batch(changes: Iterable[Change]) -> list[Change]:
-    """Winners per (table, key); `changes` must be in stream (offset) order per key."""
+    """Winners per (table, key); `changes` must be in stream (offset) order per key.
+
+    A delete that a later change supersedes still runs, before the winner: it removes the
+    row it names and leaves its tombstone, which the winner (a re-insert) is then judged
+    against — exactly as if the events had arrived in separate batches.
+    """
     winners: dict[tuple[str, str], Change] = {}
-    barriers: dict[tuple[str, str], Change] = {}
+    barriers: dict[tuple[str, str], list[Change]] = {}
     for change in changes:
         ident = change.identity
         current = winners.get(ident)
         if current is not None and not supersedes(change, current):
             continue
-        if current is not None and current.op == "delete" and current.version is None:
-            barriers[ident] = current  # it removes the row unconditionally: it must still run
-        elif change.op == "delete" and change.version is None:
-            barriers.pop(ident, None)  # this one removes the row unconditionally itself
+        ran = barriers.get(ident)
+        if ran and not supersedes(change, ran[-1]):
+            continue  # not later than a delete in this batch: judged as its tombstone would
+        if current is not None and current.op == "delete":
+            barriers.setdefault(ident, []).append(current)
         winners[ident] = change
     result: list[Change] = []
     for ident, winner in winners.items():
-        if ident in barriers:
-            result.append(barriers[ident])
+        result.extend(barriers.get(ident, ()))
         result.append(winner)
     return result

@@ -2,7 +2,9 @@
 
 Tables **with** version columns keep their version in the row: upserts and deletes are
 guarded in SQL (`consumers.sql`), and the side table only holds tombstones, so an old
-upsert arriving after a delete cannot resurrect the row (checked here, before SQL).
+upsert arriving after a delete cannot resurrect the row (checked here, before SQL, by
+source time: see `consumers.change.supersedes`). A re-insert does not clear the
+tombstone; pruning does, after `tombstone_retention_hours`.
 
 Tables **without** version columns fall back to `ts_ms` (DESIGN.md, P2). The target schema
 has no column for it, so the side table holds the last applied `ts_ms` of every key —
@@ -59,19 +61,21 @@ def _plan_versioned(
 ) -> None:
     ident = change.identity
     if change.op == "delete":
-        # The SQL delete is guarded by the row's own version; the tombstone keeps the newest
-        # delete seen, even when the row was already gone (a replay may deliver the row's
-        # older upserts later).
+        if state is not None and not supersedes(change, state):
+            # Older than the latest delete of this key: whatever it removed is gone, and
+            # the row there now (if any) was written after it. Running it again would
+            # remove a re-inserted row (a redelivered delete without before-image).
+            plan.stale.append(change)
+            return
+        # The SQL delete is guarded by the row's own version; the tombstone keeps the latest
+        # delete seen, even when the row was already gone.
         plan.deletes.append(change)
-        if state is None or supersedes(change, state):
-            known[ident] = plan.state_writes[ident] = _state_of(change)
-            plan.state_clears.discard(ident)
+        known[ident] = plan.state_writes[ident] = _state_of(change)
+        plan.state_clears.discard(ident)
         return
     if state is not None and not supersedes(change, state):
-        plan.stale.append(change)  # older than (or the same as) the row a delete removed
+        plan.stale.append(change)  # seen at the source before the delete: the deleted row
         return
+    # A re-insert keeps the tombstone (until it is pruned): a replay of the old incarnation
+    # may still arrive, with a version above the new one's, and must stay stale.
     plan.upserts.append(change)
-    if state is not None:  # a genuinely newer insert after a delete clears the tombstone
-        known[ident] = None
-        plan.state_writes.pop(ident, None)
-        plan.state_clears.add(ident)

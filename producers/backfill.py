@@ -180,10 +180,11 @@ class Backfill:
         while not self.stop.is_set():
             page = next_page(table, mark, self.options.chunk, floor=floor, first=first)
             first = False
+            read_ms = time.time_ns() // 1_000_000  # before the read: when the rows existed
             rows = self.source.query(page.sql, page.params)
             if rows:
                 mark = mark.advanced(rows[-1], table, len(rows))
-                self._emit(table, rows, mark)
+                self._emit(table, rows, mark, read_ms)
                 emitted += len(rows)
             if len(rows) < self.options.chunk:
                 self._settle(table)
@@ -191,8 +192,14 @@ class Backfill:
         self._settle(table)
         return mark, emitted, False
 
-    def _emit(self, table: TableMapping, rows: list[dict[str, Any]], mark: Watermark) -> None:
+    def _emit(
+        self, table: TableMapping, rows: list[dict[str, Any]], mark: Watermark, read_ms: int
+    ) -> None:
         """Produce a page without waiting for it; checkpoint pages Kafka already acked.
+
+        Each event's `ts_ms` is the time just before the page was read, not when it is
+        emitted: a row seen then existed then, so a delete committed after the read (and
+        before the emit) still wins over it (`consumers.change.supersedes`).
 
         Waiting for each page's acknowledgement before reading the next one would cost a
         broker round trip (plus linger) per page; instead the next page is read while this
@@ -201,7 +208,9 @@ class Backfill:
         pk = table.primary_key
         for row in rows:
             try:
-                self.emitter.upsert(table.name, row, key={c: row[c] for c in pk}, origin=ORIGIN)
+                self.emitter.upsert(
+                    table.name, row, key={c: row[c] for c in pk}, origin=ORIGIN, ts_ms=read_ms
+                )
             except EventTooLargeError as exc:  # one row must not stop every later one
                 # The lookback re-reads it: one letter per version of the row is enough.
                 version = tuple(row.get(c) for c in table.version_columns) or (len(exc.value),)

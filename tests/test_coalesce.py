@@ -48,11 +48,29 @@ def test_upsert_of_the_deleted_version_does_not_resurrect() -> None:
     assert coalesce_batch([delete, late]) == [delete]
 
 
-def test_newer_insert_after_delete_wins() -> None:
-    """A genuinely newer insert of a deleted key is kept."""
-    delete = item_change("a", "delete", (5, 0))
-    reinsert = item_change("a", "upsert", (6, 0))
-    assert coalesce_batch([delete, reinsert]) == [reinsert]
+def test_newer_insert_after_delete_wins_and_the_delete_still_runs() -> None:
+    """A re-insert of a deleted key is kept; the delete runs first and leaves its tombstone."""
+    delete = item_change("a", "delete", (5, 0), ts_ms=10)
+    reinsert = item_change("a", "upsert", (6, 0), ts_ms=11)
+    assert coalesce_batch([delete, reinsert]) == [delete, reinsert]
+
+
+def test_same_second_reinsert_wins_even_at_an_equal_or_lower_version() -> None:
+    """Issue 11 defect 2: updatedAt in seconds, counter restarting at 0 on insert."""
+    delete = item_change("a", "delete", (5, 3), ts_ms=10)
+    same = item_change("a", "upsert", (5, 3), name="again", ts_ms=11)
+    reset = item_change("a", "upsert", (5, 0), name="again", ts_ms=11)
+    assert coalesce_batch([delete, same]) == [delete, same]
+    assert coalesce_batch([delete, reset]) == [delete, reset]
+
+
+def test_a_replay_of_the_deleted_row_stays_deleted_whatever_its_version() -> None:
+    """Written (or read by backfill) before the delete: never a resurrection."""
+    delete = item_change("a", "delete", (5, 0), ts_ms=10)
+    replay = item_change("a", "upsert", (5, 0), ts_ms=9)
+    newer_looking = item_change("a", "upsert", (7, 0), ts_ms=9)
+    assert coalesce_batch([delete, replay]) == [delete]
+    assert coalesce_batch([delete, newer_looking]) == [delete]
 
 
 def test_upsert_after_imageless_delete_keeps_the_delete_first() -> None:

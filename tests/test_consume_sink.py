@@ -24,6 +24,7 @@ from tests.consume_helpers import (
     user_event,
 )
 from worker.db import create_target_engine
+from worker.envelope import new_event
 
 pytestmark = pytest.mark.integration
 
@@ -76,15 +77,37 @@ def test_old_upsert_after_delete_does_not_resurrect_row(sink: MySQLSink, engine:
     assert "u1" not in rows(engine, "user")
 
 
-def test_newer_insert_after_delete_applies_and_clears_tombstone(
+def test_newer_insert_after_delete_applies_and_keeps_the_tombstone(
     sink: MySQLSink, engine: sa.Engine
 ) -> None:
-    """A genuinely newer insert of a deleted key is applied; its tombstone is removed."""
+    """A re-insert of a deleted key is applied; the tombstone stays until pruned, so a late
+    replay of the deleted row still cannot overwrite the new one."""
     _apply(sink, user_event("u1", 5), user_event("u1", 5, op="delete"))
     _apply(sink, user_event("u1", 6, name="reborn"))
     assert rows(engine, "user")["u1"]["name"] == "reborn"
     with engine.connect() as conn:
-        assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM `{SIDE_TABLE}`").scalar() == 0
+        assert conn.exec_driver_sql(f"SELECT COUNT(*) FROM `{SIDE_TABLE}`").scalar() == 1
+    _apply(sink, user_event("u1", 5, name="the deleted row"))
+    assert rows(engine, "user")["u1"]["name"] == "reborn"
+
+
+def test_same_second_delete_and_reinsert_at_an_equal_version_is_applied(
+    sink: MySQLSink, engine: sa.Engine
+) -> None:
+    """Issue 11 defect 2: the tombstone and the new row share a version; the re-insert was
+    committed after the delete (ts_ms), so it applies; a replay of the old row does not."""
+    old = user_event("u1", 5, name="first life")
+    _apply(sink, old)
+    delete = new_event("user", "delete", {"id": "u1"}, old.row, ts_ms=BASE_MS + 900)
+    again = {**(old.row or {}), "name": "second life"}
+    reinsert = new_event("user", "upsert", {"id": "u1"}, again, ts_ms=BASE_MS + 901)
+    _apply(sink, delete)
+    _apply(sink, reinsert)
+    assert rows(engine, "user")["u1"]["name"] == "second life"
+    _apply(sink, old)  # a replay of the first life, at the very same version
+    assert rows(engine, "user")["u1"]["name"] == "second life"
+    _apply(sink, delete, reinsert, old)  # all in one batch: the same answer
+    assert rows(engine, "user")["u1"]["name"] == "second life"
 
 
 def test_stale_delete_does_not_remove_a_newer_row(sink: MySQLSink, engine: sa.Engine) -> None:
