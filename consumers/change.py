@@ -56,6 +56,7 @@ class Change:
     ts_ms: int
     source: MessageRef
     version_values: tuple[Any, ...] | None = None  # the raw version tuple, for SQL guards
+    backfill: bool = False  # origin "backfill": a snapshot read, which loses version ties
 
     @cached_property
     def identity(self) -> tuple[str, str]:
@@ -113,7 +114,8 @@ def supersedes(incoming: Change | StoredState, current: Change | StoredState) ->
     - an upsert after a delete applies only when the source saw it after the delete (a
       re-insert, even within the same second); a replay of the deleted row was written or
       read before the delete, so it never resurrects it.
-    Everything else compares versions, equal versions letting the later event win.
+    Everything else compares versions, equal versions letting the later event win, except
+    that a backfill snapshot loses a tie to any other write.
     """
     if incoming.op == "delete":
         if current.op == "delete":  # the same ts_ms is the same delete, delivered again
@@ -125,4 +127,13 @@ def supersedes(incoming: Change | StoredState, current: Change | StoredState) ->
         return incoming.ts_ms > current.ts_ms
     if incoming.version is None or current.version is None:  # upserts always carry one
         return incoming.ts_ms >= current.ts_ms
+    if _loses_ties(incoming, current):
+        return incoming.version > current.version
     return incoming.version >= current.version
+
+
+def _loses_ties(incoming: Change | StoredState, current: Change | StoredState) -> bool:
+    """A backfill snapshot never replaces a captured, app or fix write at an equal version:
+    a raw SQL update keeps the version and changes the content, and a snapshot read before
+    it may arrive after it."""
+    return getattr(incoming, "backfill", False) and not getattr(current, "backfill", False)

@@ -25,6 +25,7 @@ from worker.schema.compiled import TableConverter, table_converter
 from worker.schema.mapping import Mapping
 
 _log = get_logger("d1cdc.decode")
+BACKFILL = "backfill"  # the origin of the poller's snapshot events
 
 
 @dataclass
@@ -59,7 +60,7 @@ def decode_batch(sources: Iterable[MessageRef], mapping: Mapping) -> DecodedBatc
 
 def to_change(source: MessageRef, mapping: Mapping) -> Change:
     """Decode and convert one message; raises an `EventError` subclass with the reason."""
-    name, op, wire_key, wire_row, ts_ms, _event_id, _origin = decode_fields(source.value)
+    name, op, wire_key, wire_row, ts_ms, _event_id, origin = decode_fields(source.value)
     table = mapping.table(name)
     if not source.topic.endswith("." + name):
         raise EnvelopeError(f"event for table {name!r} arrived on topic {source.topic!r}")
@@ -69,7 +70,7 @@ def to_change(source: MessageRef, mapping: Mapping) -> Change:
     if op == "upsert" and wire_row is not None:
         row = converter.row(wire_row, key=wire_key)
     version, values = _version(converter, ts_ms, wire_key, wire_row, row)
-    return Change(name, op, key, row, version, ts_ms, source, values)
+    return Change(name, op, key, row, version, ts_ms, source, values, origin == BACKFILL)
 
 
 def _version(

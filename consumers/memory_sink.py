@@ -2,7 +2,8 @@
 
 It runs the same pure planner (`consumers.plan`) and mirrors, in Python, what the SQL of
 `consumers.sql` does on the server: an upsert of a versioned table changes the stored row
-unless the stored version is newer; a delete with a version removes the row unless the
+unless the stored version is newer (or equal, for a backfill snapshot); a delete with a version
+removes the row unless the
 stored version is newer; an unguarded statement always applies. Versions compare as their
 `consumers.versions` encodings, which order like the SQL guard (NULL lowest).
 """
@@ -55,4 +56,6 @@ class MemorySink:
         if change.identity not in self.rows:
             return False
         stored = self.row_versions[change.identity]
-        return stored is not None and change.version is not None and stored > change.version
+        if stored is None or change.version is None:
+            return False
+        return stored >= change.version if change.backfill else stored > change.version

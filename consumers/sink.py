@@ -67,7 +67,11 @@ class MySQLSink:
         self.mapping = mapping
         self.rows_per_statement = rows_per_statement
         self.rows_per_transaction = rows_per_transaction
-        self._upserts = {t.name: sql.build_upsert(t) for t in mapping.tables.values()}
+        self._upserts = {
+            (t.name, strict): sql.build_upsert(t, strict=strict)
+            for t in mapping.tables.values()
+            for strict in (False, True)
+        }
         self._tables_with_states: set[str] = set()  # the side table's probe is skipped
         self._deletes = {
             (t.name, guarded): sql.build_delete(t, guarded=guarded)
@@ -184,7 +188,16 @@ class MySQLSink:
             )
 
     def _run_upserts(self, conn: Connection, table: TableMapping, upserts: list[Change]) -> None:
-        statement = self._upserts[table.name]
+        versioned = bool(table.version_columns)
+        for strict in (False, True):
+            part = [c for c in upserts if (versioned and c.backfill) == strict]
+            if part:
+                self._run_upsert_statement(conn, table, part, strict=strict)
+
+    def _run_upsert_statement(
+        self, conn: Connection, table: TableMapping, upserts: list[Change], *, strict: bool
+    ) -> None:
+        statement = self._upserts[table.name, strict]
         values = self._row_values[table.name]
         render = self._renderers[table.name]
         rows = [values(c.row) for c in upserts if c.row is not None]

@@ -38,8 +38,11 @@ def stored_is_newer(stored: Sequence[str], incoming: Sequence[str]) -> str:
     return "(" + " OR ".join(terms) + ")"
 
 
-def build_upsert(table: TableMapping) -> str:
-    """Multi-row-able upsert of all mapped columns; guarded when the table has versions."""
+def build_upsert(table: TableMapping, *, strict: bool = False) -> str:
+    """Multi-row-able upsert of all mapped columns; guarded when the table has versions.
+
+    `strict` (backfill snapshots): the stored row is replaced only by a strictly greater
+    version, so an equal-version write the snapshot did not see is kept."""
     columns = list(table.columns)
     versions = list(table.version_columns)
     placeholders = ", ".join(["%s"] * len(columns))
@@ -52,9 +55,12 @@ def build_upsert(table: TableMapping) -> str:
         targets = plain or [table.primary_key[0]]
         sets = [f"{quote(c)} = VALUES({quote(c)})" for c in targets]
         return f"{head} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
-    newer = stored_is_newer([quote(v) for v in versions], [f"VALUES({quote(v)})" for v in versions])
+    stored, incoming = [quote(v) for v in versions], [f"VALUES({quote(v)})" for v in versions]
+    applies = (
+        stored_is_newer(incoming, stored) if strict else f"NOT {stored_is_newer(stored, incoming)}"
+    )
     ordered = plain + list(reversed(versions))
-    sets = [f"{quote(c)} = IF(NOT {newer}, VALUES({quote(c)}), {quote(c)})" for c in ordered]
+    sets = [f"{quote(c)} = IF({applies}, VALUES({quote(c)}), {quote(c)})" for c in ordered]
     return f"{head} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
 
 

@@ -110,6 +110,31 @@ def test_same_second_delete_and_reinsert_at_an_equal_version_is_applied(
     assert rows(engine, "user")["u1"]["name"] == "second life"
 
 
+def test_backfill_snapshot_loses_a_version_tie_to_a_captured_raw_update(
+    sink: MySQLSink, engine: sa.Engine
+) -> None:
+    """Issue 12: a raw SQL update keeps `updatedAt`; a backfill snapshot read before it, at
+    the same version, must not put the old content back."""
+    first = user_event("u1", 5, name="before")
+    _apply(sink, first)
+    raw = new_event(
+        "user", "upsert", {"id": "u1"}, {**(first.row or {}), "name": "raw"}, ts_ms=BASE_MS + 50
+    )
+    _apply(sink, raw)
+    snapshot = new_event(
+        "user", "upsert", {"id": "u1"}, first.row, origin="backfill", ts_ms=BASE_MS + 40
+    )
+    _apply(sink, snapshot)
+    assert rows(engine, "user")["u1"]["name"] == "raw"
+    _apply(sink, raw, snapshot)  # one batch: the same answer
+    assert rows(engine, "user")["u1"]["name"] == "raw"
+    newer = new_event(
+        "user", "upsert", {"id": "u2"}, user_event("u2", 6).row, origin="backfill", ts_ms=1
+    )
+    _apply(sink, newer)  # a missing row is still filled in by backfill
+    assert "u2" in rows(engine, "user")
+
+
 def test_stale_delete_does_not_remove_a_newer_row(sink: MySQLSink, engine: sa.Engine) -> None:
     """A delete whose before-image is older than the stored row leaves the row."""
     _apply(sink, user_event("u1", 7))
