@@ -8,6 +8,7 @@
 //
 //   node harness.mjs --persist <dir> [--port N] [--host H]
 //                    [--migrations <dir>] [--no-migrate] [--script dist/index.js]
+//                    [--exit-with-stdin]   (also shut down when stdin reaches EOF)
 import { existsSync } from "node:fs";
 import { mkdir, readdir, stat } from "node:fs/promises";
 import path from "node:path";
@@ -24,7 +25,7 @@ const D1_DIR = "miniflare-D1DatabaseObject";
 function usage(msg) {
   if (msg) process.stderr.write(`harness: ${msg}\n`);
   process.stderr.write(
-    "usage: node harness.mjs --persist <dir> [--port N] [--host 127.0.0.1] [--migrations <dir>] [--no-migrate] [--script <file>]\n",
+    "usage: node harness.mjs --persist <dir> [--port N] [--host 127.0.0.1] [--migrations <dir>] [--no-migrate] [--script <file>] [--exit-with-stdin]\n",
   );
   process.exit(2);
 }
@@ -53,6 +54,7 @@ async function main() {
         host: { type: "string", default: "127.0.0.1" },
         migrations: { type: "string", default: path.join(HERE, "migrations") },
         "no-migrate": { type: "boolean", default: false },
+        "exit-with-stdin": { type: "boolean", default: false },
         script: { type: "string", default: path.join(HERE, "dist", "index.js") },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -74,6 +76,8 @@ async function main() {
 
   const t0 = performance.now();
   const before = new Set((await sqliteFiles(persist)).map((f) => f.path));
+  const signals = ["SIGTERM", "SIGINT"];
+  const prior = Object.fromEntries(signals.map((s) => [s, new Set(process.listeners(s))]));
   const mf = new Miniflare({
     modules: true,
     scriptPath: script,
@@ -89,6 +93,12 @@ async function main() {
     },
   });
 
+  // Miniflare's exit hook answers SIGTERM/SIGINT by killing workerd and
+  // exiting 143/130 at once; take those listeners off so the signal goes
+  // through mf.dispose() and exit 0 (its "exit" hook stays as a fallback).
+  for (const s of signals) {
+    for (const l of process.listeners(s)) if (!prior[s].has(l)) process.removeListener(s, l);
+  }
   let disposing = null;
   const shutdown = (signal) => {
     if (disposing) return;
@@ -103,6 +113,12 @@ async function main() {
   };
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
+  if (args["exit-with-stdin"]) {
+    // for a parent that may die without signalling: stdin EOF = shut down
+    process.stdin.on("end", () => shutdown("stdin closed"));
+    process.stdin.on("error", () => shutdown("stdin error"));
+    process.stdin.resume();
+  }
 
   const url = await mf.ready;
   const db = await mf.getD1Database("DB");
