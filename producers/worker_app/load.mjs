@@ -13,6 +13,7 @@
 //    "duration_s":..,"rate_achieved":..,"skipped":..,"error_samples":[...]}
 // Exit status 0 when errors == 0, 1 otherwise, 2 on bad arguments.
 import { parseArgs } from "node:util";
+import { pathToFileURL } from "node:url";
 
 export function mulberry32(seed) {
   let a = seed >>> 0;
@@ -615,7 +616,7 @@ async function main() {
   process.exit(errors === 0 ? 0 : 1);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
   main().catch((err) => {
     process.stderr.write(`load: ${err?.stack ?? err}\n`);
     process.exit(1);
