@@ -31,6 +31,7 @@ import {
   randomBody,
 } from "./ids";
 import { Router, type Params } from "./router";
+import { chunk, rowsPerStatement } from "./chunk";
 import * as schema from "./schema";
 import {
   competitionDivisionTable,
@@ -252,7 +253,8 @@ async function deletePasskey({ db }: Ctx, p: Params): Promise<Response> {
 async function createTeam({ db, request }: Ctx): Promise<Response> {
   const body = await readJsonObject(request);
   const name = reqString(body, "name", 255);
-  const memberIds = optStringArray(body, "memberIds") ?? [];
+  const memberIds = [...new Set(optStringArray(body, "memberIds") ?? [])];
+  if (memberIds.length > 500) throw new HttpError(400, "bad_field", "at most 500 memberIds");
   const ownerId = optString(body, "ownerId", 100);
   const teamId = optString(body, "id", 100) ?? createTeamId();
   const ownerRoleId = createTeamRoleId();
@@ -292,7 +294,10 @@ async function createTeam({ db, request }: Ctx): Promise<Response> {
     joinedAt: now,
     invitedBy: userId === ownerId ? null : ownerId ?? null,
   }));
-  if (memberships.length > 0) items.push(db.insert(teamMembershipTable).values(memberships));
+  // D1 allows 100 bound parameters per statement: chunk like the app's autochunk
+  for (const part of chunk(memberships, rowsPerStatement(12))) {
+    items.push(db.insert(teamMembershipTable).values(part));
+  }
   const [teamRows] = (await db.batch(asBatch(items))) as unknown as [unknown[]];
   return json(
     {
@@ -420,6 +425,7 @@ async function createCompetition({ db, request }: Ctx): Promise<Response> {
   const name = reqString(body, "name", 255);
   const groupName = optString(body, "groupName", 255);
   const divisions = optStringArray(body, "divisions") ?? ["RX", "Scaled"];
+  if (divisions.length > 100) throw new HttpError(400, "bad_field", "at most 100 divisions");
   const start = optDate(body, "startDate") ?? new Date(Date.now() + 30 * DAY);
   const end = optDate(body, "endDate") ?? new Date(start.getTime() + 2 * DAY);
   const id = createCompetitionId();
@@ -457,7 +463,9 @@ async function createCompetition({ db, request }: Ctx): Promise<Response> {
     maxSpots: 50 + 10 * i,
     feeCents: 2500 * (i + 1),
   }));
-  if (divisionRows.length > 0) items.push(db.insert(competitionDivisionTable).values(divisionRows));
+  for (const part of chunk(divisionRows, rowsPerStatement(8))) {
+    items.push(db.insert(competitionDivisionTable).values(part));
+  }
   await db.batch(asBatch(items));
   return json({ id, groupId: groupId ?? null, divisionIds: divisionRows.map((d) => d.id) }, 201);
 }

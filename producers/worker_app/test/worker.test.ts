@@ -171,3 +171,18 @@ test("routing errors are JSON", async () => {
   assert.equal(((await bad.json()) as { error: string }).error, "bad_json");
   assert.equal((await call("POST", "/teams/team_missing/members", { userId: "usr_missing" })).status, 409);
 });
+
+test("a team with 30 members is chunked under D1's parameter limit and commits whole", async () => {
+  const ids: string[] = [];
+  for (let i = 0; i < 30; i++) ids.push((await call("POST", "/users", { email: `bulk${i}@example.com` })).json.id);
+  const team = await call("POST", "/teams", { name: "Bulk", ownerId: ids[0], memberIds: ids.slice(1) });
+  assert.equal(team.status, 201);
+  assert.equal(team.json.memberships.length, 30);
+  const n = await one<{ n: number }>("SELECT count(*) AS n FROM team_membership WHERE team_id = ?", team.json.team.id);
+  assert.equal(n?.n, 30);
+  // one unknown member: the whole batch (team, roles, memberships) rolls back
+  const bad = await call("POST", "/teams", { id: "team_bulkbad000000000000000", name: "Bulk bad", memberIds: [...ids, "usr_nobody"] });
+  assert.equal(bad.status, 409);
+  assert.equal(await one("SELECT id FROM team WHERE id = 'team_bulkbad000000000000000'"), null);
+  assert.equal((await one<{ n: number }>("SELECT count(*) AS n FROM team_role WHERE team_id = 'team_bulkbad000000000000000'"))?.n, 0);
+});
