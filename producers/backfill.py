@@ -18,18 +18,20 @@ Rows are emitted in their raw source representation; the consumer converts them.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from producers.deletes import find_deleted_keys
 from producers.emitter import ChangeEmitter
 from producers.keyset import Watermark, lookback_floor, next_page, start_watermark
 from producers.watermarks import WatermarkStore
-from worker.errors import EventTooLargeError
+from worker.errors import EventTooLargeError, ServiceError
 from worker.logs import get_logger
 from worker.schema.mapping import TableMapping
 from worker.sources.base import Source, quote_ident
@@ -70,6 +72,25 @@ class TableResult:
     deleted: int
     seconds: float
     completed: bool  # False when stopped (SIGTERM) before the table's pass ended
+
+
+# What a follow cycle rides out: the target or the source not answering for a while.
+OUTAGES = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.DisconnectionError,
+    sa.exc.TimeoutError,
+    ServiceError,
+    sqlite3.OperationalError,
+)
+MAX_BACKOFF_S = 30.0
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of the root cause, without SQLAlchemy's SQL and parameter dump."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc)
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class Backfill:
@@ -116,10 +137,31 @@ class Backfill:
         return results
 
     def follow(self, tables: list[TableMapping], interval_s: float) -> int:
-        """Poll until `stop` is set; returns the number of cycles run."""
-        started = self.cycles
+        """Poll until `stop` is set; returns the number of cycles run.
+
+        A cycle that fails because the target or the source is unavailable (MariaDB
+        restarting, the network) is retried with backoff, like the consumers pause and
+        resume: the watermarks saved so far are kept, and pages emitted but not yet
+        checkpointed are simply emitted again (the apply path is idempotent)."""
+        started, failures = self.cycles, 0
         while not self.stop.is_set():
-            self.run_once(tables)
+            try:
+                self.run_once(tables)
+            except OUTAGES as exc:
+                failures += 1
+                self._pending.clear()  # marks of the failed cycle: never saved for another
+                delay = min(MAX_BACKOFF_S, 0.5 * 2 ** min(failures, 8))
+                _log.warning(
+                    "backfill cycle failed: target unavailable; retrying",
+                    error=one_line(exc),
+                    retry_in_s=round(delay, 1),
+                    failures=failures,
+                )
+                self.stop.wait(delay)
+                continue
+            if failures:
+                _log.info("backfill resumed", after_failures=failures)
+            failures = 0
             self.stop.wait(interval_s)
         return self.cycles - started
 

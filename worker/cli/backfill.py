@@ -5,19 +5,24 @@ from __future__ import annotations
 import threading
 
 import typer
+from sqlalchemy.engine import Engine
 
-from producers.backfill import Backfill, BackfillOptions
+from producers.backfill import MAX_BACKOFF_S, Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
 from producers.watermarks import WatermarkStore
 from worker.cli.context import settings_from
 from worker.config import Settings
 from worker.db import ping, target_engine
+from worker.errors import ServiceError
 from worker.kafka import admin_client
+from worker.logs import get_logger
 from worker.progress_bars import TableProgress, progress_enabled
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
 from worker.signals import stop_on_signals
 from worker.sources import open_source
 from worker.topics import ensure_topics
+
+_log = get_logger("d1cdc.backfill")
 
 
 def select_tables(mapping: Mapping, tables: list[str] | None) -> list[TableMapping]:
@@ -47,11 +52,11 @@ def run_backfill(
         settings.topic_replication,
         tombstone_retention_hours=settings.tombstone_retention_hours,
     )
+    stop = stop or threading.Event()
     engine = target_engine(settings, pool_size=2)
-    ping(engine)
+    _wait_for_target(engine, stop, patient=follow)
     source = open_source(settings)
     emitter = ChangeEmitter.from_settings(settings, mapping, origin="backfill")
-    stop = stop or threading.Event()
     try:
         with TableProgress(progress_enabled(settings.log_format)) as progress:
             poller = Backfill(
@@ -71,6 +76,23 @@ def run_backfill(
         emitter.close()
         source.close()
         engine.dispose()
+
+
+def _wait_for_target(engine: Engine, stop: threading.Event, *, patient: bool) -> None:
+    """Ping the target; a follower waits (with backoff) for it to come up, a one-shot run
+    retries a few times, then fails with one line naming the target."""
+    attempts = 0
+    while True:
+        try:
+            ping(engine)
+            return
+        except ServiceError as exc:
+            attempts += 1
+            if (not patient and attempts >= 4) or stop.is_set():
+                raise
+            delay = min(MAX_BACKOFF_S, 0.5 * 2**attempts)
+            _log.warning("target unavailable; waiting for it", error=str(exc), retry_in_s=delay)
+            stop.wait(delay)
 
 
 def backfill(
