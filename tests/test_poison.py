@@ -60,6 +60,10 @@ def with_raw(doc_id: str, column: str, raw: bytes) -> bytes:
     return envelope(doc_id, **{column: marker}).replace(json.dumps(marker).encode(), raw)
 
 
+def key_of(doc_id: str) -> bytes:
+    return b'{"id":"' + doc_id.encode() + b'"}'
+
+
 def hostile_messages() -> dict[str, bytes]:
     deep = b"[" * 3000 + b"]" * 3000
     return {
@@ -73,6 +77,8 @@ def hostile_messages() -> dict[str, bytes]:
         "surrogate-column": envelope("sur1").replace(b'"note"', b'"no\\ud800te"'),
         # a key *value* with an unpaired surrogate: utf8mb4 cannot store it
         "surrogate-key": envelope("x").replace(b'"x"', b'"s\\udfffx"'),
+        # an envelope filed under another Kafka key (it would race that key's events)
+        "wrong-key": envelope("right"),
         # a 17 MB value over MariaDB's max_allowed_packet (16 MB), and over the DLQ's limit
         "over-max-packet": envelope("packet", note="p" * (17 * 1024 * 1024)),
     }
@@ -110,12 +116,21 @@ def test_hostile_messages_are_dead_lettered_once_and_the_rest_applied(settings: 
         producer.produce(topic, key=key, value=value, on_delivery=delivered)
         producer.flush(60)
 
+    keys = {
+        "deep-json-column": key_of("deep1"),
+        "deep-envelope": key_of("deep2"),
+        "huge-int": key_of("huge"),
+        "surrogate-column": key_of("sur1"),
+        "surrogate-key": key_of("s\\udfffx"),
+        "wrong-key": key_of("wrong"),
+        "over-max-packet": key_of("packet"),
+    }
     for i, doc_id in enumerate(good[:5]):
-        produce(doc_id.encode(), envelope(doc_id, n=i), doc_id)
+        produce(key_of(doc_id), envelope(doc_id, n=i), doc_id)
     for what, value in hostile.items():
-        produce(what.encode(), value, what)
+        produce(keys[what], value, what)
     for i, doc_id in enumerate(good[5:], start=5):
-        produce(doc_id.encode(), envelope(doc_id, n=i), doc_id)
+        produce(key_of(doc_id), envelope(doc_id, n=i), doc_id)
 
     outcome = run_until_caught_up(settings, MAPPING, timeout_s=120)
     assert outcome.caught_up
@@ -135,6 +150,7 @@ def test_hostile_messages_are_dead_lettered_once_and_the_rest_applied(settings: 
     assert "digits" in by_what["huge-int"].reason
     assert "\\ud800" in by_what["surrogate-column"].reason
     assert "surrogate" in by_what["surrogate-key"].reason
+    assert "is not the envelope's key" in by_what["wrong-key"].reason
     packet = by_what["over-max-packet"]
     assert "max_allowed_packet" in packet.reason
     # Too big for the DLQ: stored truncated, with the original's size and hash.

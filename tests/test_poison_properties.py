@@ -118,5 +118,5 @@ def test_the_consume_loop_applies_or_dead_letters_each_drawn_message_once(
     for offset, value in enumerate(values):
         if offset in dead or value is None:
             continue
-        to_change(MessageRef(topic, 0, offset, b"k", value), MAPPING)  # it was a valid event
+        to_change(MessageRef(topic, 0, offset, b'{"id":"u1"}', value), MAPPING)  # valid
     assert outcome.dead_letters == len(dead)

@@ -175,6 +175,17 @@ def _from_wire_values(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v if type(v) in _PLAIN else from_wire(v) for k, v in values.items()}
 
 
+def decode_key(message_key: bytes | None) -> dict[str, Any] | None:
+    """The key columns a Kafka message key names (None when it is not a JSON object)."""
+    if message_key is None:
+        return None
+    try:
+        parsed = parse_json(message_key)
+    except EnvelopeError:
+        return None
+    return _from_wire_values(parsed) if isinstance(parsed, dict) else None
+
+
 def decode_event(value: bytes | None) -> ChangeEvent:
     """Parse and validate one message value; raise `EnvelopeError` naming what is wrong."""
     return ChangeEvent(*decode_fields(value))
