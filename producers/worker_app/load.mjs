@@ -351,9 +351,9 @@ export function operations(ctx) {
     },
     {
       route: "DELETE /competitions/:id",
-      weight: 1,
+      weight: 2,
       prepare: (m) => {
-        if (m.competitions.size < 6) return null;
+        if (m.competitions.size < 4) return null;
         const c = m.pick(m.competitions, (_k, v) => m.free(`t:${v.teamId}`));
         if (!c) return null;
         return { method: "DELETE", path: `/competitions/${encodeURIComponent(c)}`, locks: [`t:${m.teamOf(c)}`], ok: () => m.dropCompetition(c) };
