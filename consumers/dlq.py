@@ -12,9 +12,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import sqlalchemy as sa
 from confluent_kafka import Consumer, Message, TopicPartition
+from sqlalchemy.engine import Engine
 
 from consumers.change import DeadLetter
 from worker.dead_letters import (
@@ -225,3 +228,69 @@ def acknowledge_dead_letters(
                 raise ServiceError(f"acknowledging dead letters in {topic}: {tp.error}")
     finally:
         consumer.close()
+
+
+# -- discarding: a dead letter a person decided not to replay, with the why recorded -----
+
+DISCARDS_TABLE = "_d1cdc_dlq_discards"
+_CREATE_DISCARDS = f"""
+CREATE TABLE IF NOT EXISTS `{DISCARDS_TABLE}` (
+  `id` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  `discarded_at` DATETIME(3) NOT NULL,
+  `dlq_partition` INT NOT NULL,
+  `dlq_offset` BIGINT NOT NULL,
+  `topic` VARCHAR(255) NOT NULL,
+  `source_partition` INT NOT NULL,
+  `source_offset` BIGINT NOT NULL,
+  `dead_reason` TEXT NOT NULL,
+  `discard_reason` TEXT NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4
+"""
+
+
+def others_acknowledged(
+    selected: Iterable[DeadLetterRecord], pending: Iterable[DeadLetterRecord]
+) -> list[DeadLetterRecord]:
+    """Pending letters that acknowledging `selected` would also acknowledge (an offset
+    commit covers everything before it in its partition) without being selected."""
+    chosen = {(r.dlq_partition, r.dlq_offset) for r in selected}
+    newest: dict[int, int] = {}
+    for partition, offset in chosen:
+        newest[partition] = max(newest.get(partition, -1), offset)
+    return [
+        r
+        for r in pending
+        if r.dlq_offset <= newest.get(r.dlq_partition, -1)
+        and (r.dlq_partition, r.dlq_offset) not in chosen
+    ]
+
+
+def record_discards(engine: Engine, records: Iterable[DeadLetterRecord], reason: str) -> int:
+    """Write one row per discarded letter to `_d1cdc_dlq_discards`; returns how many."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = [
+        {
+            "at": now,
+            "dp": r.dlq_partition,
+            "do": r.dlq_offset,
+            "topic": r.topic,
+            "sp": r.partition,
+            "so": r.offset,
+            "dead": r.reason,
+            "why": reason,
+        }
+        for r in records
+    ]
+    if not rows:
+        return 0
+    with engine.begin() as conn:
+        conn.execute(sa.text(_CREATE_DISCARDS))
+        conn.execute(
+            sa.text(
+                f"INSERT INTO `{DISCARDS_TABLE}` (discarded_at, dlq_partition, dlq_offset, topic,"
+                " source_partition, source_offset, dead_reason, discard_reason) "
+                "VALUES (:at, :dp, :do, :topic, :sp, :so, :dead, :why)"
+            ),
+            rows,
+        )
+    return len(rows)
