@@ -42,7 +42,21 @@ _TIMESTAMP_NAME = re.compile(
 _BOOLEAN_NAME = re.compile(
     r"^(is|has|can|should|allow|was|did)([A-Z_]|$)|(Enabled|_enabled|Active|_active)$"
 )
-_JSON_NAME = re.compile(r"(settings|permissions|metadata|config|json|options|data)$", re.I)
+_JSON_NAME = re.compile(
+    r"(settings|permissions|metadata|config|json|options|data|details|payload|attributes"
+    r"|properties|preferences|profile)$",
+    re.I,
+)
+# Integers that count or measure: never a 0/1 flag, however few values were sampled (a
+# fresh `update_counter` is 0 or 1 for a while).
+_QUANTITY_NAME = re.compile(
+    r"(count|counter|version|total|amount|number|cents|credits|balance|spots|quantity|qty"
+    r"|size|level|rank|position|index|score|value)$",
+    re.I,
+)
+# Auth.js / Lucia's `emailVerified` is the moment of verification, stored like any
+# Drizzle timestamp (a boolean is spelled `isVerified`, which the flag rule catches first).
+_VERIFIED_NAME = re.compile(r"(Verified|_verified)$")
 _DATETIME_TEXT = re.compile(
     r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$"
 )
@@ -113,18 +127,24 @@ def _timestamp_from_integers(ints: list[int], texts: int, named: bool) -> Propos
 
 def _integer_proposal(ev: ColumnEvidence, ints: list[int], texts: list[str]) -> Proposal:
     date_texts = [t for t in texts if _DATETIME_TEXT.match(t)]
-    timestamp_named = bool(_TIMESTAMP_NAME.search(ev.name))
+    flag_named = bool(_BOOLEAN_NAME.search(ev.name))
+    timestamp_named = bool(_TIMESTAMP_NAME.search(ev.name)) or (
+        bool(_VERIFIED_NAME.search(ev.name)) and not flag_named
+    )
     defaults_now = (ev.default or "").upper().strip("()") == "CURRENT_TIMESTAMP"
     if len(date_texts) < len(texts):
         return _proposal("text", "an integer column holding non-numeric text: review")
     if timestamp_named or defaults_now or date_texts:
         return _timestamp_from_integers(ints, len(date_texts), timestamp_named)
     flag_default = (ev.default or "").lower() in ("true", "false")
-    if _BOOLEAN_NAME.search(ev.name) or flag_default:
+    if flag_named or flag_default:
         if set(ints) <= {0, 1}:
             return _proposal("boolean")
         return _proposal("bigint", "boolean-looking name but values other than 0/1")
-    if ints and set(ints) <= {0, 1} and len(ints) >= 2 and len(set(ints)) == 2:
+    quantity = bool(_QUANTITY_NAME.search(ev.name)) or any(
+        ev.name in spellings for spellings in _VERSION_COLUMNS
+    )
+    if not quantity and ints and set(ints) <= {0, 1} and len(ints) >= 2 and len(set(ints)) == 2:
         return _proposal("boolean", "only 0 and 1 seen")
     if ints and all(SECONDS_BAND[0] <= i <= SECONDS_BAND[1] for i in ints):
         return _proposal("timestamp_s", "every value lies in the Unix-seconds range 2000..2100")
@@ -135,8 +155,16 @@ def _integer_proposal(ev: ColumnEvidence, ints: list[int], texts: list[str]) -> 
     return _proposal("bigint")
 
 
+_DECLARED_LENGTH = re.compile(r"\(\s*(\d+)\s*\)")
+
+
 def _text_proposal(ev: ColumnEvidence, texts: list[str]) -> Proposal:
     if ev.keyed:
+        # Drizzle's text({ length: n }) writes `text(n)`: SQLite ignores it, the app means it.
+        declared = _DECLARED_LENGTH.search(ev.declared_type)
+        if declared and 0 < int(declared.group(1)) <= MAX_KEY_CHARS:
+            length = max(int(declared.group(1)), ev.max_text_length)
+            return _proposal(f"string({length})")
         length = string_length(ev.max_text_length)
         if ev.max_text_length > MAX_KEY_CHARS:
             return _proposal(
@@ -146,6 +174,10 @@ def _text_proposal(ev: ColumnEvidence, texts: list[str]) -> Proposal:
             )
         reason = None if texts else "no values seen; length is a guess"
         return _proposal(f"string({length})", reason)
+    if _DECLARED_LENGTH.search(ev.declared_type):
+        # `text(n)`: Drizzle's text({ length }) — its json mode takes no length, so the app
+        # reads this column as a string, JSON-looking or not (MySQL's JSON would re-serialise).
+        return _proposal("text")
     if texts and all(_is_json_container(t) for t in texts):
         few = len(texts) < 5 and not _JSON_NAME.search(ev.name)
         return _proposal("json", f"only {len(texts)} value(s) seen, all JSON" if few else None)
