@@ -224,7 +224,9 @@ def test_the_worker_under_load_is_replicated_exactly(
         markers = [str(v) for v in failed["markers"].values()]
         assert not [pk for pk in log for m in markers if m in pk]
 
-        workers = Workers(worker_env(settings, app.d1_file))
+        # The relay reaches D1 the way it does in production: its HTTP query API (here
+        # answered by workerd's own D1), so its deletes never race the Worker's writes.
+        workers = Workers(worker_env(settings, app.d1_file) | app.d1_env())
         workers.start("relay")
         workers.start("consume")
         try:
@@ -280,15 +282,16 @@ def test_data_from_before_capture_arrives_by_backfill_and_nothing_is_overwritten
     settings, mapping = target
     with harness(tmp_path / "persist", migrations=drizzle_only) as app:
         run_load(app.url, rate=60, seconds=6, seed=2)  # rows that predate capture
-        env = worker_env(settings, app.d1_file)
+        env = worker_env(settings, app.d1_file)  # backfill reads the file
+        d1_api = env | app.d1_env()  # capture install and the relay write through D1
         writes: list[dict[str, Any]] = []
         during = threading.Thread(target=lambda: writes.append(run_load(app.url, 40, 15, seed=3)))
         during.start()
         try:
             time.sleep(2)
-            installed = d1cdc("capture", "install", env=env)
+            installed = d1cdc("capture", "install", env=d1_api)
             assert installed.returncode == 0, installed.stderr
-            workers = Workers(env)
+            workers = Workers(d1_api)
             workers.start("relay")
             workers.start("consume")
             backfill = d1cdc("backfill", env=env)

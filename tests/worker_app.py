@@ -47,6 +47,18 @@ def setup_app() -> None:
 class Running:
     url: str
     d1_file: Path
+    d1_api: str  # the D1 HTTP query API, answered by workerd's own D1
+
+    def d1_env(self) -> dict[str, str]:
+        """Settings that point d1cdc's D1 HTTP source at this app's database."""
+        return {
+            "D1CDC_SOURCE": "d1http",
+            "D1CDC_D1_ACCOUNT_ID": "local",
+            "D1CDC_D1_DATABASE_ID": "local",
+            "D1CDC_D1_API_TOKEN": "local",
+            "D1CDC_D1_API_BASE": self.d1_api,
+            "D1CDC_D1_REQUESTS_PER_5MIN": "1000000",
+        }
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         response = httpx.request(method, self.url + path, json=body, timeout=30)
@@ -68,7 +80,7 @@ def harness(persist: Path, migrations: Path = MIGRATIONS) -> Iterator[Running]:
         if not line:
             raise AssertionError(f"harness exited: {proc.wait(30)} {proc.stderr.read()[-2000:]}")  # type: ignore[union-attr]
         ready = json.loads(line)
-        yield Running(ready["url"], Path(ready["d1_file"]))
+        yield Running(ready["url"], Path(ready["d1_file"]), ready["d1_api"])
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -52,10 +52,10 @@ class Settings(BaseSettings):
     d1_requests_per_5min: int = Field(
         1000,
         ge=1,
-        le=1200,
+        le=1_000_000,
         description=(
             "D1 API requests this process may send per 5 minutes (Cloudflare allows 1,200 per "
-            "account: split it between relay and backfill)."
+            "account: split it between relay and backfill; more only for a local D1 API)."
         ),
     )
 

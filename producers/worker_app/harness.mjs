@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Run the bundled Worker (dist/index.js) in workerd through Miniflare, with a
 // persisted D1 database, apply the migrations, serve HTTP, and print ONE JSON
-// line on stdout when ready:
+// line on stdout when ready (`d1_api`: a D1 HTTP query API served by workerd's D1):
 //   {"url": "http://127.0.0.1:PORT", "d1_file": "/abs/.../<64 hex>.sqlite", ...}
 // Everything else (workerd output, logs) goes to stderr. SIGTERM/SIGINT:
 // mf.dispose() and exit 0.
@@ -10,6 +10,7 @@
 //                    [--migrations <dir>] [--no-migrate] [--script dist/index.js]
 //                    [--exit-with-stdin]   (also shut down when stdin reaches EOF)
 import { existsSync } from "node:fs";
+import http from "node:http";
 import { mkdir, readdir, stat } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -135,9 +136,11 @@ async function main() {
   if (files.length > 1) log(`warning: ${files.length} D1 files under ${persist}; using ${chosen.path}`);
 
   const base = url.origin.replace("localhost", "127.0.0.1");
+  const d1Api = await serveD1Api(db, args.host);
   process.stdout.write(
     JSON.stringify({
       url: base,
+      d1_api: d1Api,
       d1_file: chosen.path,
       persist,
       migrations_applied: applied,
@@ -145,6 +148,51 @@ async function main() {
       pid: process.pid,
     }) + "\n",
   );
+}
+
+// Cloudflare's D1 HTTP query API, answered by workerd's own D1 (the Node-side binding):
+// POST /client/v4/accounts/<any>/d1/database/<any>/query {"sql", "params"}. d1cdc's
+// relay and `capture install` use it as they use the real API, so every write to the
+// database goes through the one D1 object, as in production; writing the .sqlite file
+// from another process instead races workerd's writers (SQLITE_BUSY in the Worker).
+async function serveD1Api(db, host) {
+  const route = /^\/client\/v4\/accounts\/[^/]+\/d1\/database\/[^/]+\/query$/;
+  const server = http.createServer(async (req, res) => {
+    const answer = (status, body) => {
+      res.writeHead(status, { "content-type": "application/json" });
+      res.end(JSON.stringify(body));
+    };
+    if (req.method !== "POST" || !route.test(req.url ?? "")) {
+      answer(404, { success: false, errors: [{ code: 7000, message: "no such route" }], result: [] });
+      return;
+    }
+    let raw = "";
+    for await (const chunk of req) raw += chunk;
+    try {
+      const { sql, params = [] } = JSON.parse(raw);
+      const result = await db.prepare(sql).bind(...params).all();
+      const rows = (result.results ?? []).map((row) =>
+        Object.fromEntries(
+          Object.entries(row).map(([k, v]) => [
+            k,
+            v instanceof ArrayBuffer ? Array.from(new Uint8Array(v))
+              : ArrayBuffer.isView(v) ? Array.from(new Uint8Array(v.buffer, v.byteOffset, v.byteLength))
+              : v,
+          ]),
+        ),
+      );
+      answer(200, {
+        success: true,
+        errors: [],
+        messages: [],
+        result: [{ results: rows, success: true, meta: result.meta ?? {} }],
+      });
+    } catch (err) {
+      answer(400, { success: false, errors: [{ code: 7500, message: String(err?.message ?? err) }], result: [] });
+    }
+  });
+  await new Promise((resolve) => server.listen(0, host, resolve));
+  return `http://${host}:${server.address().port}/client/v4`;
 }
 
 main().catch((err) => {
