@@ -19,6 +19,9 @@ echo "== import-linter (the layers)" >&2
 .venv/bin/lint-imports
 echo "== mypy --strict" >&2
 .venv/bin/mypy
+echo "== the TypeScript Worker app: npm ci (from the lockfile), build, tsc --noEmit, TS tests" >&2
+bash ops/worker_app.sh setup
+bash ops/worker_app.sh check
 echo "== Vitess sqlparser (built once into .cache/, used by tests/test_vitess_sql.py)" >&2
 bash ops/sqlparse.sh </dev/null >/dev/null
 echo "== pytest" >&2
