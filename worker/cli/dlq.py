@@ -30,9 +30,7 @@ from worker.sources import open_source
 from worker.sources.base import rows_by_keys
 from worker.topics import dlq_topic, topic_for
 
-dlq_app = typer.Typer(
-    help="List, replay or discard dead-lettered events.", no_args_is_help=True
-)
+dlq_app = typer.Typer(help="List, replay or discard dead-lettered events.", no_args_is_help=True)
 Letter = tuple[int, int]  # (dlq partition, dlq offset)
 
 
@@ -101,8 +99,11 @@ def replay(
     fresh = [r for r in records if (r.dlq_partition, r.dlq_offset) not in overtaken]
     count = replay_dead_letters(settings.kafka_bootstrap, fresh)
     if overtaken:
-        _record(settings, [r for r in records if (r.dlq_partition, r.dlq_offset) in overtaken],
-                lambda r: "replay skipped: " + overtaken[r.dlq_partition, r.dlq_offset])
+        _record(
+            settings,
+            [r for r in records if (r.dlq_partition, r.dlq_offset) in overtaken],
+            lambda r: "replay skipped: " + overtaken[r.dlq_partition, r.dlq_offset],
+        )
     if table is None:
         acknowledge_dead_letters(
             settings.kafka_bootstrap,

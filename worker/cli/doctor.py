@@ -15,10 +15,12 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition, 
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from worker.cli.context import settings_from
+from worker.cli.status_report import collect_capture
 from worker.config import Settings
 from worker.db import target_engine
 from worker.errors import ConfigError, ServiceError
 from worker.kafka import admin_client, consumer_config, producer_config
+from worker.schema.mapping import load_mapping
 
 
 @dataclass(frozen=True)
@@ -135,10 +137,28 @@ def check_source(settings: Settings) -> str:
     return f"{path}: SQLite, {count} table(s)"
 
 
+def check_capture(settings: Settings) -> str:
+    """D1 capture in the source: triggers current, change-log depth, relay lag."""
+    if not settings.mapping_path.is_file():
+        return f"not checked: no mapping file {settings.mapping_path} (D1CDC_MAPPING_PATH)"
+    capture = collect_capture(settings, load_mapping(settings.mapping_path))
+    if capture is None:
+        return "not installed (no change log in the source): shim and backfill only"
+    if capture.error:
+        raise ServiceError(f"source unreadable: {capture.error}")
+    if capture.problems:
+        raise ServiceError(
+            f"{len(capture.problems)} drift problem(s), e.g. {capture.problems[0]}: "
+            "run `d1cdc capture check`"
+        )
+    return f"triggers current; change log {capture.depth} entries, relay lag {capture.lag_s:.1f} s"
+
+
 CHECKS: tuple[tuple[str, Callable[[Settings], str]], ...] = (
     ("kafka", check_kafka),
     ("target", check_target),
     ("source", check_source),
+    ("capture", check_capture),
 )
 
 
@@ -157,7 +177,7 @@ def run_checks(settings: Settings, only: set[str] | None = None) -> list[CheckRe
 def doctor(
     ctx: typer.Context,
     only: str | None = typer.Option(
-        None, help="Comma-separated subset of checks: kafka, target, source."
+        None, help="Comma-separated subset of checks: kafka, target, source, capture."
     ),
 ) -> None:
     """Check the Kafka broker, the MySQL target and the source; exit 1 naming the first failure."""

@@ -39,6 +39,17 @@ def render(status: Status, reasons: list[str], console: Console) -> None:
         )
     console.print(table)
     console.print(f"dead letters pending: {status.dlq_pending}")
+    capture = status.capture
+    if capture is None:
+        console.print("capture: not installed in the source (shim and backfill only)")
+    elif capture.error:
+        console.print(f"capture: not checked ({capture.error})")
+    else:
+        triggers = "current" if not capture.problems else f"{len(capture.problems)} problem(s)"
+        console.print(
+            f"capture: triggers {triggers}; change log {capture.depth} entries, "
+            f"relay lag {capture.lag_s:.1f} s"
+        )
     run = status.last_verify
     console.print(
         "last verify: "
@@ -67,7 +78,9 @@ def status(
     mapping = load_mapping(settings.mapping_path)
     engine = target_engine(settings, pool_size=1)
     try:
-        current = collect_status(settings, [t.name for t in mapping.in_level_order()], engine)
+        current = collect_status(
+            settings, [t.name for t in mapping.in_level_order()], engine, mapping=mapping
+        )
     finally:
         engine.dispose()
     reasons = readiness(current, verify_max_age=timedelta(minutes=verify_max_age_minutes))
@@ -77,6 +90,14 @@ def status(
             "ready": not reasons,
             "reasons": reasons,
             "dlq_pending": current.dlq_pending,
+            "capture": None
+            if current.capture is None
+            else {
+                "problems": current.capture.problems,
+                "log_depth": current.capture.depth,
+                "relay_lag_s": current.capture.lag_s,
+                "error": current.capture.error,
+            },
             "total_lag": current.total_lag,
             "last_verify": None
             if run is None

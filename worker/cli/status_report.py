@@ -8,6 +8,7 @@ replayed, and the last verify run. `readiness` turns that into a verdict with re
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -19,12 +20,17 @@ from sqlalchemy.engine import Engine
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
 from consumers.offsets import GroupProgress, group_progress
+from producers.capture_drift import find_drift
+from producers.capture_sql import CHANGES_TABLE
+from producers.changelog import ChangeLog
 from producers.watermarks import TABLE_NAME as WATERMARKS_TABLE
 from producers.watermarks import WatermarkStore
 from worker.config import Settings
 from worker.envelope import decode_event
-from worker.errors import EnvelopeError, ServiceError
+from worker.errors import D1cdcError, EnvelopeError, ServiceError
 from worker.kafka import admin_client, consumer_config
+from worker.schema.mapping import Mapping
+from worker.sources import open_source
 from worker.topics import dlq_topic, topic_for
 from worker.verify.record import VerifyRun, last_run
 
@@ -58,12 +64,48 @@ class TableStatus:
         return max(self.end_offset - self.committed, 0)
 
 
+RELAY_BEHIND_S = 30.0  # an unshipped change-log entry older than this: the relay is behind
+
+
+@dataclass
+class CaptureStatus:
+    """D1 capture as the source shows it (`None` in `Status` when it is not installed)."""
+
+    problems: list[str] = field(default_factory=list)  # drift: missing/stale triggers, …
+    depth: int = 0
+    lag_s: float = 0.0
+    error: str | None = None  # the source could not be read: state unknown
+
+
+def collect_capture(settings: Settings, mapping: Mapping) -> CaptureStatus | None:
+    """Triggers, log depth and relay lag, or None when the source has no change log."""
+    try:
+        source = open_source(settings)
+    except D1cdcError as exc:
+        return CaptureStatus(error=str(exc))
+    try:
+        names = {str(r["name"]) for r in source.query(_TABLES_SQL)}
+        if CHANGES_TABLE not in names:
+            return None
+        problems = [str(d) for d in find_drift(mapping, source)]
+        state = ChangeLog(source).state()
+        return CaptureStatus(problems, state.depth, state.lag_s)
+    except (D1cdcError, sqlite3.Error) as exc:
+        return CaptureStatus(error=str(exc).splitlines()[0])
+    finally:
+        source.close()
+
+
+_TABLES_SQL = "SELECT name FROM sqlite_master WHERE type = 'table'"
+
+
 @dataclass
 class Status:
     tables: list[TableStatus] = field(default_factory=list)
     dlq_pending: int = 0
     last_verify: VerifyRun | None = None
     group_state: str = "UNKNOWN"  # of the apply group: STABLE, EMPTY, …REBALANCE
+    capture: CaptureStatus | None = None
 
     @property
     def total_lag(self) -> int:
@@ -117,7 +159,12 @@ def _watermarks(engine: Engine) -> dict[str, str]:
 
 
 def collect_status(
-    settings: Settings, tables: list[str], engine: Engine, *, last_applied: bool = True
+    settings: Settings,
+    tables: list[str],
+    engine: Engine,
+    *,
+    last_applied: bool = True,
+    mapping: Mapping | None = None,
 ) -> Status:
     """Read everything `status` shows; raise ServiceError when Kafka cannot answer.
 
@@ -155,6 +202,8 @@ def collect_status(
     finally:
         reader.close()
     status.last_verify = last_run(engine)
+    if mapping is not None:
+        status.capture = collect_capture(settings, mapping)
     return status
 
 
@@ -166,6 +215,16 @@ def readiness(status: Status, *, verify_max_age: timedelta) -> list[str]:
         reasons.append(f"consumer lag {status.total_lag} ({', '.join(lagging[:5])})")
     if status.dlq_pending:
         reasons.append(f"{status.dlq_pending} dead-lettered event(s) not replayed")
+    capture = status.capture
+    if capture is not None and capture.problems:
+        reasons.append(
+            f"capture drift: {len(capture.problems)} problem(s), e.g. {capture.problems[0]} "
+            "(writes may not be captured: `d1cdc capture check`)"
+        )
+    if capture is not None and capture.depth and capture.lag_s > RELAY_BEHIND_S:
+        reasons.append(
+            f"relay behind: {capture.depth} change-log entries, the oldest {capture.lag_s:.0f} s"
+        )
     run = status.last_verify
     now = datetime.now(UTC).replace(tzinfo=None)
     if run is None:
