@@ -93,6 +93,15 @@ def one_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
+def _at_or_above(value: Any, floor: Any) -> bool:
+    if floor is None:
+        return True
+    try:
+        return value is not None and bool(value >= floor)
+    except TypeError:  # mixed storage classes: not remembered, so sent again (harmless)
+        return False
+
+
 class Backfill:
     def __init__(
         self,
@@ -115,6 +124,9 @@ class Backfill:
         self._pending: list[tuple[int, Watermark]] = []  # (last sequence, page watermark)
         self.cycles = 0  # completed passes over all tables (watchable from another thread)
         self._refused: set[tuple[str, bytes, str]] = set()  # events dead-lettered as too big
+        # Per table, rows of the lookback window already sent: key → version.
+        self._sent: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = {}
+        self.skipped_unchanged = 0  # window rows not re-sent (same version as last sent)
 
     def run_once(self, tables: list[TableMapping]) -> list[TableResult]:
         """One pass over `tables`, parents before children."""
@@ -193,7 +205,13 @@ class Backfill:
             high = self._scalar(f"SELECT max({version}) AS v FROM {quote_ident(table.name)}")
             mark = replace(mark, snapshot_high=high)
         self.progress.start(table.name, self._count(table) if self.progress.enabled else None)
-        mark, emitted, finished = self._page_through(table, mark)
+        # Rows the first incremental pass will re-read (its window starts a lookback below
+        # the snapshot's high version) are remembered, so they are not sent twice.
+        remember = None
+        if mark.phase == "snapshot" and table.version_columns:
+            kind = table.columns[table.version_columns[0]].type.kind
+            remember = lookback_floor(mark.snapshot_high, kind, self.options.lookback_s)
+        mark, emitted, finished = self._page_through(table, mark, remember_from=remember)
         if not finished:
             return mark, emitted, False
         if mark.phase == "snapshot":
@@ -210,11 +228,23 @@ class Backfill:
     ) -> tuple[Watermark, int, bool]:
         kind = table.columns[table.version_columns[0]].type.kind
         floor = lookback_floor(mark.version, kind, self.options.lookback_s)
+        self._forget_below(table.name, floor)
         self.progress.start(table.name, None)
         return self._page_through(table, mark, floor=floor)
 
+    def _forget_below(self, table: str, floor: Any) -> None:
+        """Drop the rows sent earlier whose version fell out of the lookback window."""
+        sent = self._sent.setdefault(table, {})
+        for key, version in list(sent.items()):
+            try:
+                below = floor is not None and version[0] is not None and version[0] < floor
+            except TypeError:  # mixed storage classes in one column: keep nothing uncertain
+                below = True
+            if below:
+                del sent[key]
+
     def _page_through(
-        self, table: TableMapping, mark: Watermark, *, floor: Any = None
+        self, table: TableMapping, mark: Watermark, *, floor: Any = None, remember_from: Any = None
     ) -> tuple[Watermark, int, bool]:
         """Emit pages after `mark` until a short page (finished: True) or a stop request
         (False); either way every page in flight is settled and its watermark saved."""
@@ -226,7 +256,11 @@ class Backfill:
             rows = self.source.query(page.sql, page.params)
             if rows:
                 mark = mark.advanced(rows[-1], table, len(rows))
-                self._emit(table, rows, mark, read_ms)
+                in_window = floor is not None
+                self._emit(
+                    table, rows, mark, read_ms,
+                    in_window=in_window, remember_from=floor if in_window else remember_from,
+                )  # fmt: skip
                 emitted += len(rows)
             if len(rows) < self.options.chunk:
                 self._settle(table)
@@ -235,7 +269,14 @@ class Backfill:
         return mark, emitted, False
 
     def _emit(
-        self, table: TableMapping, rows: list[dict[str, Any]], mark: Watermark, read_ms: int
+        self,
+        table: TableMapping,
+        rows: list[dict[str, Any]],
+        mark: Watermark,
+        read_ms: int,
+        *,
+        in_window: bool = False,
+        remember_from: Any = None,
     ) -> None:
         """Produce a page without waiting for it; checkpoint pages Kafka already acked.
 
@@ -246,9 +287,22 @@ class Backfill:
         Waiting for each page's acknowledgement before reading the next one would cost a
         broker round trip (plus linger) per page; instead the next page is read while this
         one is in flight, and a page's watermark is saved once every event up to its last
-        one is acknowledged (the emitter's `acked_through`)."""
-        pk = table.primary_key
+        one is acknowledged (the emitter's `acked_through`).
+
+        `in_window`: an incremental pass re-reads its lookback window every cycle; a row this
+        poller already sent at the same version is not sent again (the consumers would only
+        drop it: a backfill event loses version ties), so a follow cycle emits what changed,
+        not the whole window again."""
+        pk, versions = table.primary_key, table.version_columns
+        sent = self._sent.setdefault(table.name, {})
         for row in rows:
+            if versions and (in_window or remember_from is not None):
+                key, version = tuple(row[c] for c in pk), tuple(row[c] for c in versions)
+                if in_window and sent.get(key) == version:
+                    self.skipped_unchanged += 1
+                    continue
+                if _at_or_above(version[0], remember_from):
+                    sent[key] = version
             try:
                 self.emitter.upsert(
                     table.name, row, key={c: row[c] for c in pk}, origin=ORIGIN, ts_ms=read_ms

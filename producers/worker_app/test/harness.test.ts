@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -40,7 +40,8 @@ test("harness prints one JSON line, serves HTTP, survives load, exits 0 on SIGTE
     assert.match(ready.url, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.match(path.basename(ready.d1_file), /^[0-9a-f]{64}\.sqlite$/);
     assert.ok(path.isAbsolute(ready.d1_file) && existsSync(ready.d1_file));
-    assert.deepEqual(ready.migrations_applied, ["0000_init.sql"]);
+    const all = (await readdir(path.join(ROOT, "migrations"))).filter((n) => n.endsWith(".sql")).sort();
+    assert.deepEqual(ready.migrations_applied, all);
     assert.deepEqual(await (await fetch(`${ready.url}/health`)).json(), { ok: true });
 
     const load = await run(["load.mjs", "--url", ready.url, "--rate", "40", "--seconds", "2", "--seed", "7"]);
