@@ -21,13 +21,14 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from producers.deletes import find_deleted_keys
+from producers.deletes import find_deleted_keys, target_has_rows
 from producers.emitter import ChangeEmitter
 from producers.keyset import Watermark, lookback_floor, next_page, start_watermark
 from producers.watermarks import WatermarkStore
@@ -63,6 +64,7 @@ class BackfillOptions:
     lookback_s: float = 300.0
     detect_deletes: bool = True
     flush_timeout_s: float = 60.0
+    settle_timeout_s: float = 120.0  # a one-shot pass waits this long for consumers
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,11 @@ class Backfill:
         *,
         progress: ProgressSink | None = None,
         stop: threading.Event | None = None,
+        applied: Callable[[str], bool] | None = None,
     ) -> None:
+        """`applied(table)`: has the target applied every event of that table's topic?
+        (given by the CLI, which can ask Kafka for the apply group's committed offsets);
+        without it, the delete diff runs against the target as it is."""
         self.source = source
         self.emitter = emitter
         self.store = store
@@ -121,6 +127,8 @@ class Backfill:
         self.options = options or BackfillOptions()
         self.progress: ProgressSink = progress or NoProgress()
         self.stop = stop or threading.Event()
+        self.applied = applied
+        self.following = False
         self._pending: list[tuple[int, Watermark]] = []  # (last sequence, page watermark)
         self.cycles = 0  # completed passes over all tables (watchable from another thread)
         self._refused: set[tuple[str, bytes, str]] = set()  # events dead-lettered as too big
@@ -156,6 +164,7 @@ class Backfill:
         resume: the watermarks saved so far are kept, and pages emitted but not yet
         checkpointed are simply emitted again (the apply path is idempotent)."""
         started, failures = self.cycles, 0
+        self.following = True
         while not self.stop.is_set():
             try:
                 self.run_once(tables)
@@ -331,6 +340,8 @@ class Backfill:
         self._save_acknowledged(table)
 
     def _emit_deletes(self, table: TableMapping) -> int:
+        if not self._target_settled(table):
+            return 0
         gone = find_deleted_keys(self.source, self.target, table)
         for key in gone:
             self.emitter.delete(
@@ -340,6 +351,32 @@ class Backfill:
             self.emitter.flush(self.options.flush_timeout_s)
             _log.info("deletes emitted", table=table.name, count=len(gone))
         return len(gone)
+
+    def _target_settled(self, table: TableMapping) -> bool:
+        """Has the target applied every event of the table's topic produced so far?
+
+        The delete diff compares the source with the target *as applied*: while consumers
+        lag, an insert still in flight is absent from the target's keys, so its later delete
+        at the source is never seen (an extra row stays). So the diff waits, up to
+        `settle_timeout_s`, for the apply group to catch up on the table (a follower does
+        not wait: it checks again next cycle); when it does not, deletes are skipped this
+        pass with a warning — never guessed."""
+        if self.applied is None:
+            return True
+        if not target_has_rows(self.target, table):
+            return False  # nothing there to delete: no need to wait for anyone
+        self.emitter.flush(self.options.flush_timeout_s)  # this pass's own events first
+        deadline = time.monotonic() + (0 if self.following else self.options.settle_timeout_s)
+        while not self.applied(table.name):
+            if time.monotonic() >= deadline or self.stop.is_set():
+                _log.warning(
+                    "consumers have not applied this table's events yet; deletes not checked "
+                    "this pass",
+                    table=table.name,
+                )
+                return False
+            self.stop.wait(0.5)
+        return True
 
     def _scalar(self, sql: str) -> Any:
         rows = self.source.query(sql)

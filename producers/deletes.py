@@ -80,6 +80,15 @@ def target_keys(engine: Engine, table: TableMapping, *, page: int = KEY_PAGE) ->
             last = tuple(rows[-1])
 
 
+def target_has_rows(engine: Engine, table: TableMapping) -> bool:
+    """Does the target table exist and hold at least one row?"""
+    if not sa.inspect(engine).has_table(table.name):
+        return False
+    with engine.connect() as conn:
+        row = conn.execute(sa.text(f"SELECT 1 FROM {quote(table.name)} LIMIT 1")).first()
+    return row is not None
+
+
 def find_deleted_keys(source: Source, engine: Engine, table: TableMapping) -> list[Key]:
     """Keys deleted at the source but still in the target; see the module docstring."""
     if not keys_comparable(table):

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 import typer
+from confluent_kafka import KafkaException
 from sqlalchemy.engine import Engine
 
+from consumers.offsets import group_progress
 from producers.backfill import MAX_BACKOFF_S, Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
 from producers.watermarks import WatermarkStore
@@ -20,7 +23,7 @@ from worker.progress_bars import TableProgress, progress_enabled
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
 from worker.signals import stop_on_signals
 from worker.sources import open_source
-from worker.topics import ensure_topics
+from worker.topics import ensure_topics, topic_for
 
 _log = get_logger("d1cdc.backfill")
 
@@ -67,6 +70,7 @@ def run_backfill(
                 options,
                 progress=progress,
                 stop=stop,
+                applied=_applied_by(settings),
             )
             if follow:
                 poller.follow(tables, interval_s)
@@ -76,6 +80,21 @@ def run_backfill(
         emitter.close()
         source.close()
         engine.dispose()
+
+
+def _applied_by(settings: Settings) -> Callable[[str], bool]:
+    """`applied(table)`: the apply group has committed the table's topic through its end."""
+    admin = admin_client(settings.kafka_bootstrap)
+
+    def applied(table: str) -> bool:
+        topic = topic_for(settings.topic_prefix, table)
+        try:
+            return group_progress(admin, settings.group_id, [topic]).caught_up()
+        except KafkaException as exc:
+            _log.info("apply progress unknown for now", table=table, error=str(exc))
+            return False
+
+    return applied
 
 
 def _wait_for_target(engine: Engine, stop: threading.Event, *, patient: bool) -> None:
