@@ -96,7 +96,11 @@ class ConsumeLoop:
         self.tables = list(tables) if tables else None
         self.engine = engine or target_engine(settings)
         self.health = health or metrics.Health()
-        self.consumer_overrides = {**CONSUMER_DEFAULTS, **(consumer_overrides or {})}
+        self.consumer_overrides = {
+            **CONSUMER_DEFAULTS,
+            "session.timeout.ms": settings.consumer_session_timeout_ms,
+            **(consumer_overrides or {}),
+        }
         self.sink = MySQLSink(
             self.engine,
             mapping,

@@ -89,3 +89,18 @@ def test_redact_url_masks_only_the_password() -> None:
     """User, host and database stay readable; the password becomes ***."""
     assert redact_url(SECRET_URL) == "mysql+pymysql://app:***@db.example.com:3306/app"
     assert redact_url("mysql+pymysql://app@h/db") == "mysql+pymysql://app@h/db"
+
+
+def test_backfill_and_consume_options_are_settings_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every option is reachable by flag, D1CDC_* variable or TOML (issue 10 item 5)."""
+    from worker.cli.backfill import backfill_options
+
+    monkeypatch.setenv("D1CDC_BACKFILL_CHUNK", "77")
+    monkeypatch.setenv("D1CDC_BACKFILL_DETECT_DELETES", "false")
+    monkeypatch.setenv("D1CDC_CONSUMER_SESSION_TIMEOUT_MS", "10000")
+    settings = load_settings(None, backfill_lookback_s=5.0)
+    options = backfill_options(settings)
+    assert (options.chunk, options.detect_deletes, options.lookback_s) == (77, False, 5.0)
+    assert settings.consumer_session_timeout_ms == 10_000
+    with pytest.raises(ConfigError, match="D1CDC_CONSUMER_SESSION_TIMEOUT_MS"):
+        load_settings(None, consumer_session_timeout_ms=10)

@@ -59,6 +59,31 @@ class Settings(BaseSettings):
         ),
     )
 
+    # -- backfill ------------------------------------------------------------------------
+    backfill_interval_s: float = Field(
+        10.0, gt=0, le=86_400, description="backfill --follow: seconds between polls."
+    )
+    backfill_chunk: int = Field(5000, ge=1, le=100_000, description="Backfill: rows per page.")
+    backfill_lookback_s: float = Field(
+        300.0, ge=0, description="Backfill: seconds re-read behind each watermark (late commits)."
+    )
+    backfill_detect_deletes: bool = Field(
+        True,
+        description="Backfill: find hard deletes by a key-set diff each pass "
+        "(with D1 capture on, deletes are captured: false is enough).",
+    )
+    backfill_settle_timeout_s: float = Field(
+        120.0,
+        ge=0,
+        description="Backfill: how long a one-shot pass waits for consumers before a delete diff.",
+    )
+    consumer_session_timeout_ms: int = Field(
+        45_000,
+        ge=6_000,
+        le=3_600_000,
+        description="Kafka session timeout: how soon a crashed worker's partitions move.",
+    )
+
     # -- capture relay -------------------------------------------------------------------
     relay_batch_size: int = Field(
         500, ge=1, le=10_000, description="Change-log entries the relay ships per cycle."

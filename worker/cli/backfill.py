@@ -120,29 +120,63 @@ def backfill(
         None, "--tables", help="Only these tables (repeat or comma-separate). Default: all."
     ),
     follow: bool = typer.Option(False, "--follow", help="Keep polling until SIGTERM/Ctrl-C."),
-    interval: float = typer.Option(10.0, "--interval", min=0.1, help="Seconds between polls."),
-    chunk: int = typer.Option(5000, "--chunk", min=1, max=100_000, help="Rows per page."),
-    lookback: float = typer.Option(
-        300.0, "--lookback", min=0, help="Seconds re-read behind each watermark (late commits)."
+    interval: float | None = typer.Option(
+        None, "--interval", min=0.1, help="Seconds between polls (D1CDC_BACKFILL_INTERVAL_S, 10)."
     ),
-    deletes: bool = typer.Option(
-        True, "--deletes/--no-deletes", help="Detect hard deletes by a key-set diff each pass."
+    chunk: int | None = typer.Option(
+        None, "--chunk", min=1, max=100_000, help="Rows per page (D1CDC_BACKFILL_CHUNK, 5000)."
+    ),
+    lookback: float | None = typer.Option(
+        None,
+        "--lookback",
+        min=0,
+        help="Seconds re-read behind each watermark, for late commits "
+        "(D1CDC_BACKFILL_LOOKBACK_S, 300).",
+    ),
+    deletes: bool | None = typer.Option(
+        None,
+        "--deletes/--no-deletes",
+        help="Detect hard deletes by a key-set diff each pass (D1CDC_BACKFILL_DETECT_DELETES).",
     ),
     source_path: str | None = typer.Option(None, "--source-path", help="SQLite source file."),
     mapping_path: str | None = typer.Option(None, "--mapping", help="Mapping file."),
 ) -> None:
     """Emit source rows as `backfill` upserts by watermark; resumable after a crash."""
-    settings = settings_from(ctx, source_path=source_path, mapping_path=mapping_path)
+    settings = settings_from(
+        ctx,
+        source_path=source_path,
+        mapping_path=mapping_path,
+        backfill_interval_s=interval,
+        backfill_chunk=chunk,
+        backfill_lookback_s=lookback,
+        backfill_detect_deletes=deletes,
+    )
     mapping = load_mapping(settings.mapping_path)
     selected = select_tables(mapping, tables)
-    options = BackfillOptions(chunk=chunk, lookback_s=lookback, detect_deletes=deletes)
+    options = backfill_options(settings)
     stop = threading.Event()
     restore = stop_on_signals(stop.set)  # the current chunk is flushed, its watermark saved
     try:
         emitted = run_backfill(
-            settings, mapping, selected, options, follow=follow, interval_s=interval, stop=stop
+            settings,
+            mapping,
+            selected,
+            options,
+            follow=follow,
+            interval_s=settings.backfill_interval_s,
+            stop=stop,
         )
     finally:
         restore()
     if not follow:
         typer.echo(f"backfill emitted {emitted} rows from {len(selected)} tables", err=True)
+
+
+def backfill_options(settings: Settings) -> BackfillOptions:
+    """The poller's options, from the settings (where every flag lands)."""
+    return BackfillOptions(
+        chunk=settings.backfill_chunk,
+        lookback_s=settings.backfill_lookback_s,
+        detect_deletes=settings.backfill_detect_deletes,
+        settle_timeout_s=settings.backfill_settle_timeout_s,
+    )

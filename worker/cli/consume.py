@@ -33,12 +33,17 @@ def consume(
     session_timeout_ms: int | None = typer.Option(
         None,
         min=6000,
-        help="Kafka session timeout: how soon a crashed worker's partitions move (default 45 s).",
+        help="Kafka session timeout: how soon a crashed worker's partitions move "
+        "(D1CDC_CONSUMER_SESSION_TIMEOUT_MS, 45000).",
     ),
 ) -> None:
     """Apply change events from Kafka to MySQL: idempotent, stale-safe, poison-isolated."""
     settings = settings_from(
-        ctx, batch_size=batch_size, group_id=group_id, metrics_port=metrics_port
+        ctx,
+        batch_size=batch_size,
+        group_id=group_id,
+        metrics_port=metrics_port,
+        consumer_session_timeout_ms=session_timeout_ms,
     )
     mapping = load_mapping(settings.mapping_path)
     selected = [t.strip() for entry in tables or [] for t in entry.split(",") if t.strip()]
@@ -46,12 +51,7 @@ def consume(
         mapping.table(name)  # an unknown name is a one-line error, before connecting
     health = Health()
     server = serve_health(settings.metrics_port, health) if settings.metrics_port else None
-    overrides: dict[str, object] = {}
-    if session_timeout_ms is not None:
-        overrides["session.timeout.ms"] = session_timeout_ms
-    loop = ConsumeLoop(
-        settings, mapping, tables=selected or None, health=health, consumer_overrides=overrides
-    )
+    loop = ConsumeLoop(settings, mapping, tables=selected or None, health=health)
     tune_for_long_running_worker()
     try:
         outcome = loop.run(until_caught_up=until_caught_up, timeout_s=timeout)
