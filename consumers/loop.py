@@ -166,7 +166,7 @@ class ConsumeLoop:
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
         )
-        restore = stop_on_signals(self.stop)
+        restore = stop_on_signals(self.stop, deadline_s=self.settings.shutdown_deadline_s)
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._applier = BackgroundApplier(self.sink, dlq)
         try:

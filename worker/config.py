@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         ),
     )
 
+    shutdown_deadline_s: float = Field(
+        25.0,
+        gt=0,
+        le=3600,
+        description="After SIGTERM, a worker that has not stopped in this time exits (status "
+        "3); keep it below the container's grace period (Kubernetes: 30 s).",
+    )
+
     # -- backfill ------------------------------------------------------------------------
     backfill_interval_s: float = Field(
         10.0, gt=0, le=86_400, description="backfill --follow: seconds between polls."

@@ -155,7 +155,8 @@ def backfill(
     selected = select_tables(mapping, tables)
     options = backfill_options(settings)
     stop = threading.Event()
-    restore = stop_on_signals(stop.set)  # the current chunk is flushed, its watermark saved
+    # the current chunk is flushed, its watermark saved
+    restore = stop_on_signals(stop.set, deadline_s=settings.shutdown_deadline_s)
     try:
         emitted = run_backfill(
             settings,

@@ -58,7 +58,7 @@ def relay(
         lease_ttl_s=settings.relay_lease_s,
         health=health,
     )
-    restore = stop_on_signals(worker.stop)
+    restore = stop_on_signals(worker.stop, deadline_s=settings.shutdown_deadline_s)
     try:
         outcome = worker.run(once=once)
     finally:
