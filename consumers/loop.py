@@ -152,7 +152,10 @@ class ConsumeLoop:
         dlq = DeadLetterProducer(self.settings.kafka_bootstrap, dlq_topic(prefix))
         consumer = Consumer(
             consumer_config(
-                self.settings.kafka_bootstrap, self.settings.group_id, **self.consumer_overrides
+                self.settings.kafka_bootstrap,
+                self.settings.group_id,
+                protocol=self.settings.consumer_group_protocol,
+                **self.consumer_overrides,
             )
         )
         subscription = (

@@ -115,11 +115,12 @@ class Backfill:
         *,
         progress: ProgressSink | None = None,
         stop: threading.Event | None = None,
-        applied: Callable[[str], bool] | None = None,
+        applied: Callable[[str], Callable[[], bool]] | None = None,
     ) -> None:
-        """`applied(table)`: has the target applied every event of that table's topic?
-        (given by the CLI, which can ask Kafka for the apply group's committed offsets);
-        without it, the delete diff runs against the target as it is."""
+        """`applied(table)`, called when a table's pass starts, notes where the table's topic
+        ends *now* and returns a check: has the target applied everything up to there? (The
+        CLI gives it; it asks Kafka for the apply group's committed offsets.) Without it,
+        the delete diff runs against the target as it is."""
         self.source = source
         self.emitter = emitter
         self.store = store
@@ -188,6 +189,8 @@ class Backfill:
 
     def run_table(self, table: TableMapping) -> TableResult:
         started = time.monotonic()
+        # Noted before this pass emits anything: its own events need not be applied first.
+        settled = self.applied(table.name) if self.applied and self.options.detect_deletes else None
         mark = self.store.load(table.name) or start_watermark(table)
         emitted = 0
         if mark.phase in ("snapshot", "scan"):
@@ -200,7 +203,7 @@ class Backfill:
             emitted += count
             if not finished:
                 return TableResult(table.name, emitted, 0, time.monotonic() - started, False)
-        deleted = self._emit_deletes(table) if self.options.detect_deletes else 0
+        deleted = self._emit_deletes(table, settled) if self.options.detect_deletes else 0
         return TableResult(table.name, emitted, deleted, time.monotonic() - started, True)
 
     # -- passes ------------------------------------------------------------------------
@@ -339,8 +342,8 @@ class Backfill:
         self.emitter.flush(self.options.flush_timeout_s)
         self._save_acknowledged(table)
 
-    def _emit_deletes(self, table: TableMapping) -> int:
-        if not self._target_settled(table):
+    def _emit_deletes(self, table: TableMapping, settled: Callable[[], bool] | None) -> int:
+        if settled is not None and not self._target_settled(table, settled):
             return 0
         gone = find_deleted_keys(self.source, self.target, table)
         for key in gone:
@@ -352,8 +355,9 @@ class Backfill:
             _log.info("deletes emitted", table=table.name, count=len(gone))
         return len(gone)
 
-    def _target_settled(self, table: TableMapping) -> bool:
-        """Has the target applied every event of the table's topic produced so far?
+    def _target_settled(self, table: TableMapping, settled: Callable[[], bool]) -> bool:
+        """Has the target applied every event of the table's topic produced before this
+        pass began?
 
         The delete diff compares the source with the target *as applied*: while consumers
         lag, an insert still in flight is absent from the target's keys, so its later delete
@@ -361,13 +365,10 @@ class Backfill:
         `settle_timeout_s`, for the apply group to catch up on the table (a follower does
         not wait: it checks again next cycle); when it does not, deletes are skipped this
         pass with a warning — never guessed."""
-        if self.applied is None:
-            return True
         if not target_has_rows(self.target, table):
             return False  # nothing there to delete: no need to wait for anyone
-        self.emitter.flush(self.options.flush_timeout_s)  # this pass's own events first
         deadline = time.monotonic() + (0 if self.following else self.options.settle_timeout_s)
-        while not self.applied(table.name):
+        while not settled():
             if time.monotonic() >= deadline or self.stop.is_set():
                 _log.warning(
                     "consumers have not applied this table's events yet; deletes not checked "

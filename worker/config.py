@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         ge=0,
         description="Backfill: how long a one-shot pass waits for consumers before a delete diff.",
     )
+    consumer_group_protocol: Literal["classic", "consumer"] = Field(
+        "classic",
+        description="Kafka group protocol of the consumers: classic, or consumer (KIP-848: "
+        "the broker assigns partitions; needs Kafka 4). See ops/bench/bench_broker_outage.py.",
+    )
     consumer_session_timeout_ms: int = Field(
         45_000,
         ge=6_000,

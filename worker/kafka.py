@@ -38,7 +38,25 @@ def producer_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, Any]:
+# KIP-848's consumer protocol assigns on the broker: these are the broker's business then,
+# and librdkafka refuses them in the client configuration.
+_CLASSIC_ONLY = ("partition.assignment.strategy", "session.timeout.ms", "heartbeat.interval.ms")
+
+
+def consumer_config(
+    bootstrap: str, group_id: str, *, protocol: str = "classic", **extra: Any
+) -> dict[str, Any]:
+    """The consumer configuration; `protocol` is the group protocol, "classic" (client-side
+    cooperative-sticky assignment) or "consumer" (KIP-848, assigned by the broker)."""
+    config = _consumer_config(bootstrap, group_id, **extra)
+    if protocol == "consumer":
+        config["group.protocol"] = "consumer"
+        for key in _CLASSIC_ONLY:
+            config.pop(key, None)
+    return config
+
+
+def _consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, Any]:
     return {
         **_base(bootstrap),
         "group.id": group_id,

@@ -7,9 +7,10 @@ from collections.abc import Callable
 
 import typer
 from confluent_kafka import KafkaException
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from sqlalchemy.engine import Engine
 
-from consumers.offsets import group_progress
+from consumers.offsets import group_progress, topic_offsets
 from producers.backfill import MAX_BACKOFF_S, Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
 from producers.watermarks import WatermarkStore
@@ -82,17 +83,28 @@ def run_backfill(
         engine.dispose()
 
 
-def _applied_by(settings: Settings) -> Callable[[str], bool]:
-    """`applied(table)`: the apply group has committed the table's topic through its end."""
+def _applied_by(settings: Settings) -> Callable[[str], Callable[[], bool]]:
+    """`applied(table)` notes the end offsets of the table's topic now, and returns the
+    check "has the apply group committed through them?" (the loop's own caught-up rule)."""
     admin = admin_client(settings.kafka_bootstrap)
 
-    def applied(table: str) -> bool:
+    def applied(table: str) -> Callable[[], bool]:
         topic = topic_for(settings.topic_prefix, table)
         try:
-            return group_progress(admin, settings.group_id, [topic]).caught_up()
+            ends = topic_offsets(admin, [topic], OffsetSpec.latest())  # type: ignore[no-untyped-call]
         except KafkaException as exc:
-            _log.info("apply progress unknown for now", table=table, error=str(exc))
-            return False
+            _log.info("topic end unknown; deletes checked against the target as it is",
+                      table=table, error=str(exc))  # fmt: skip
+            return lambda: True
+
+        def done() -> bool:
+            try:
+                return group_progress(admin, settings.group_id, [topic]).caught_up(until=ends)
+            except KafkaException as exc:
+                _log.info("apply progress unknown for now", table=table, error=str(exc))
+                return False
+
+        return done
 
     return applied
 
