@@ -86,9 +86,10 @@ class Settings(BaseSettings):
         description="Backfill: how long a one-shot pass waits for consumers before a delete diff.",
     )
     consumer_group_protocol: Literal["classic", "consumer"] = Field(
-        "classic",
-        description="Kafka group protocol of the consumers: classic, or consumer (KIP-848: "
-        "the broker assigns partitions; needs Kafka 4). See ops/bench/bench_broker_outage.py.",
+        "consumer",
+        description="Kafka group protocol of the consumers: consumer (KIP-848, Kafka >= 4.0: "
+        "the broker assigns; back within ~1 s of a broker outage) or classic (older brokers; "
+        "recovery waits out the session timeout). See ops/bench/bench_broker_outage.py.",
     )
     consumer_session_timeout_ms: int = Field(
         45_000,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -64,7 +65,10 @@ def free_port() -> int:
 
 class Broker:
     def __init__(self, root: Path) -> None:
-        libs = Path(os.environ.get("D1CDC_SERVICES_DIR", ROOT / ".services")) / "kafka" / "libs"
+        script = (ROOT / "ops" / "services.sh").read_text()
+        version = re.search(r'^KAFKA_VERSION="?([^"\s]+)', script, re.M)
+        cache = Path(os.environ.get("D1CDC_CACHE_DIR", Path.home() / ".cache" / "d1cdc"))
+        libs = cache / f"kafka-{version.group(1) if version else '4.1.1'}" / "libs"
         if not (libs / ".complete").is_file():
             raise SystemExit(f"no Kafka jars in {libs}: run `bash ops/services.sh up` first")
         self.classpath = f"{libs}/*"
