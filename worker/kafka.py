@@ -1,8 +1,15 @@
 """Kafka client configuration: the one place librdkafka settings are decided.
 
 Facts behind the choices (DESIGN.md, "Kafka facts"): producers are idempotent with
-`acks=all`; consumers never auto-commit and use cooperative-sticky assignment on the
-classic group protocol; librdkafka logs go to the structlog pipeline.
+`acks=all`; consumers never auto-commit; librdkafka logs go to the structlog pipeline.
+
+Group protocol: DESIGN.md names cooperative-sticky on the classic protocol. d1cdc's
+consumers use Kafka 4's consumer protocol (KIP-848) by default instead, because it
+measured better. After a broker outage longer than the session timeout, the classic
+protocol left the old member ids holding their partitions until they expired: 45.2 s
+without consuming. The consumer protocol was consuming again 1.1 s after the broker came
+back (`ops/bench/bench_broker_outage.py`). `classic` remains a setting, for brokers before
+Kafka 4.0.
 """
 
 from __future__ import annotations
