@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import (
     Consumer,
@@ -157,6 +158,15 @@ class GroupProgress:
         return [f"{t}[{n}]={lag}" for (t, n), lag in behind[:limit]]
 
 
+def _result(future: Any) -> Any:
+    """A Kafka admin future's result; its timeout is a KafkaException like every other
+    Kafka failure (callers retry those), not concurrent.futures' TimeoutError."""
+    try:
+        return future.result(timeout=_TIMEOUT_S)
+    except TimeoutError:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "admin request timed out")) from None
+
+
 def topic_offsets(
     admin: AdminClient, topics: Iterable[str], spec: OffsetSpec
 ) -> dict[Partition, int]:
@@ -172,7 +182,7 @@ def topic_offsets(
         return {}
     result: dict[Partition, int] = {}
     for tp, future in admin.list_offsets(request, request_timeout=_TIMEOUT_S).items():
-        result[(tp.topic, tp.partition)] = future.result(timeout=_TIMEOUT_S).offset
+        result[(tp.topic, tp.partition)] = _result(future).offset
     return result
 
 
@@ -186,9 +196,9 @@ def group_progress(admin: AdminClient, group: str, topics: Iterable[str]) -> Gro
         parts = [TopicPartition(t, p) for t, p in sorted(ends)]
         request = ConsumerGroupTopicPartitions(group, parts)
         answer = admin.list_consumer_group_offsets([request], request_timeout=_TIMEOUT_S)[group]
-        for tp in answer.result(timeout=_TIMEOUT_S).topic_partitions:
+        for tp in _result(answer).topic_partitions:
             committed[(tp.topic, tp.partition)] = tp.offset
     described = admin.describe_consumer_groups([group], request_timeout=_TIMEOUT_S)[group]
-    state = described.result(timeout=_TIMEOUT_S).state
+    state = _result(described).state
     name = state.name if isinstance(state, ConsumerGroupState) else str(state)
     return GroupProgress(ends, starts, committed, name)

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,7 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.private_services import Broker  # noqa: E402
 from worker.db import create_database, create_target_engine  # noqa: E402
 from worker.envelope import encode_event, new_event  # noqa: E402
 from worker.schema.ddl import apply_mapping  # noqa: E402
@@ -55,66 +54,6 @@ MAPPING = mapping_from_dict(
         }
     }
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Broker:
-    def __init__(self, root: Path) -> None:
-        script = (ROOT / "ops" / "services.sh").read_text()
-        version = re.search(r'^KAFKA_VERSION="?([^"\s]+)', script, re.M)
-        cache = Path(os.environ.get("D1CDC_CACHE_DIR", Path.home() / ".cache" / "d1cdc"))
-        libs = cache / f"kafka-{version.group(1) if version else '4.1.1'}" / "libs"
-        if not (libs / ".complete").is_file():
-            raise SystemExit(f"no Kafka jars in {libs}: run `bash ops/services.sh up` first")
-        self.classpath = f"{libs}/*"
-        self.port, controller = free_port(), free_port()
-        self.bootstrap = f"127.0.0.1:{self.port}"
-        self.dir = root / "kafka"
-        (self.dir / "data").mkdir(parents=True)
-        template = (ROOT / "ops" / "kafka" / "server.properties.in").read_text()
-        self.config = self.dir / "server.properties"
-        self.config.write_text(
-            template.replace("@KAFKA_PORT@", str(self.port))
-            .replace("@CONTROLLER_PORT@", str(controller))
-            .replace("@LOG_DIRS@", str(self.dir / "data"))
-        )
-        cid = self._java("kafka.tools.StorageTool", "random-uuid").strip()
-        self._java("kafka.tools.StorageTool", "format", "-t", cid, "-c", str(self.config),
-                   "--standalone")  # fmt: skip
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def _java(self, *args: str) -> str:
-        return subprocess.run(
-            ["java", "-cp", self.classpath, *args], capture_output=True, text=True, check=True
-        ).stdout
-
-    def start(self) -> float:
-        """Start; return the moment it answers metadata requests."""
-        self.proc = subprocess.Popen(
-            ["java", "-Xmx384m", "-Xms128m", f"-Dkafka.logs.dir={self.dir}",
-             f"-Dlog4j2.configurationFile={ROOT / 'ops' / 'kafka' / 'log4j2.properties'}",
-             "-cp", self.classpath, "kafka.Kafka", str(self.config)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                admin.list_topics(timeout=2)
-                return time.time()
-            except Exception:
-                time.sleep(0.2)
-        raise SystemExit("private broker did not start")
-
-    def stop(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()  # the outage: gone at once, like a crashed or partitioned broker
-        self.proc.wait()
 
 
 def applied(url: str) -> int:
