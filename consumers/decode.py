@@ -18,7 +18,7 @@ from typing import Any
 
 from consumers.change import Change, DeadLetter, MessageRef
 from consumers.versions import encode_version, ts_version
-from worker.envelope import decode_fields, decode_key
+from worker.envelope import decode_fields, key_matches
 from worker.errors import ConversionError, EnvelopeError, EventError, SchemaError
 from worker.logs import get_logger
 from worker.schema.compiled import TableConverter, table_converter
@@ -64,7 +64,7 @@ def to_change(source: MessageRef, mapping: Mapping) -> Change:
     table = mapping.table(name)
     if not source.topic.endswith("." + name):
         raise EnvelopeError(f"event for table {name!r} arrived on topic {source.topic!r}")
-    if decode_key(source.key) != wire_key:
+    if not key_matches(source.key, wire_key):
         # The message key decides the partition, so the per-key order: an event filed under
         # another key may overtake or be overtaken by that key's own events.
         shown = (source.key or b"").decode("utf-8", "backslashreplace")[:200]

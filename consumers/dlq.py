@@ -265,8 +265,9 @@ def others_acknowledged(
     ]
 
 
-def record_discards(engine: Engine, records: Iterable[DeadLetterRecord], reason: str) -> int:
-    """Write one row per discarded letter to `_d1cdc_dlq_discards`; returns how many."""
+def record_discards(engine: Engine, discarded: Iterable[tuple[DeadLetterRecord, str]]) -> int:
+    """Write one row per (letter, why) to `_d1cdc_dlq_discards`, in one transaction;
+    returns how many."""
     now = datetime.now(UTC).replace(tzinfo=None)
     rows = [
         {
@@ -277,9 +278,9 @@ def record_discards(engine: Engine, records: Iterable[DeadLetterRecord], reason:
             "sp": r.partition,
             "so": r.offset,
             "dead": r.reason,
-            "why": reason,
+            "why": why,
         }
-        for r in records
+        for r, why in discarded
     ]
     if not rows:
         return 0

@@ -32,6 +32,7 @@ from producers.deletes import find_deleted_keys, target_has_rows
 from producers.emitter import ChangeEmitter
 from producers.keyset import Watermark, lookback_floor, next_page, start_watermark
 from producers.watermarks import WatermarkStore
+from worker.db import root_cause
 from worker.errors import EventTooLargeError, ServiceError
 from worker.logs import get_logger
 from worker.schema.mapping import TableMapping
@@ -86,13 +87,6 @@ OUTAGES = (
     sqlite3.OperationalError,
 )
 MAX_BACKOFF_S = 30.0
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of the root cause, without SQLAlchemy's SQL and parameter dump."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc)
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _at_or_above(value: Any, floor: Any) -> bool:
@@ -175,7 +169,7 @@ class Backfill:
                 delay = min(MAX_BACKOFF_S, 0.5 * 2 ** min(failures, 8))
                 _log.warning(
                     "backfill cycle failed: target unavailable; retrying",
-                    error=one_line(exc),
+                    error=root_cause(exc),
                     retry_in_s=round(delay, 1),
                     failures=failures,
                 )

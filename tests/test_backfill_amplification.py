@@ -17,30 +17,16 @@ import pytest
 from producers.backfill import Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
 from producers.watermarks import WatermarkStore
+from tests.simple_mapping import versioned_table
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.schema.ddl import apply_mapping
-from worker.schema.mapping import mapping_from_dict
 from worker.sources import SqliteSource
 from worker.topics import ensure_table_topics
 
 pytestmark = pytest.mark.integration
 
-MAPPING = mapping_from_dict(
-    {
-        "tables": {
-            "item": {
-                "primary_key": ["id"],
-                "version_columns": ["updatedAt"],
-                "columns": {
-                    "id": {"type": "string(20)", "nullable": False},
-                    "n": {"type": "bigint"},
-                    "updatedAt": {"type": "timestamp_ms", "nullable": False},
-                },
-            }
-        }
-    }
-)
+MAPPING = versioned_table("item", n="bigint")
 
 
 def test_follow_cycles_do_not_resend_the_unchanged_lookback_window(

@@ -22,29 +22,16 @@ from table_compare import differences
 from consumers.loop import run_until_caught_up
 from producers.backfill import BackfillOptions
 from producers.emitter import ChangeEmitter
+from tests.simple_mapping import versioned_table
 from worker.cli.backfill import run_backfill
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.schema.ddl import apply_mapping
-from worker.schema.mapping import mapping_from_dict
 from worker.topics import ensure_table_topics
 
 pytestmark = pytest.mark.integration
 
-MAPPING = mapping_from_dict(
-    {
-        "tables": {
-            "item": {
-                "primary_key": ["id"],
-                "version_columns": ["updatedAt"],
-                "columns": {
-                    "id": {"type": "string(20)", "nullable": False},
-                    "updatedAt": {"type": "timestamp_ms", "nullable": False},
-                },
-            }
-        }
-    }
-)
+MAPPING = versioned_table("item")
 
 
 def test_a_single_final_pass_with_lagging_consumers_leaves_no_extra_row(

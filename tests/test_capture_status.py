@@ -19,28 +19,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.simple_mapping import versioned_table
 from worker.cli.main import app
 from worker.config import Settings
-from worker.schema.mapping import mapping_from_dict
 from worker.schema.writer import write_mapping
 
 pytestmark = pytest.mark.integration
 
-MAPPING = mapping_from_dict(
-    {
-        "tables": {
-            "note": {
-                "primary_key": ["id"],
-                "version_columns": ["updatedAt"],
-                "columns": {
-                    "id": {"type": "string(20)", "nullable": False},
-                    "body": {"type": "text"},
-                    "updatedAt": {"type": "timestamp_ms", "nullable": False},
-                },
-            }
-        }
-    }
-)
+MAPPING = versioned_table("note", body="text")
 
 
 def test_status_and_doctor_report_capture_and_gate_readiness_on_it(

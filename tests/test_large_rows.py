@@ -20,33 +20,18 @@ from consumers.dlq import read_dead_letters
 from consumers.loop import run_until_caught_up
 from producers.backfill import BackfillOptions
 from producers.emitter import ChangeEmitter
+from tests.simple_mapping import versioned_table
 from worker.cli.backfill import run_backfill
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.errors import EventTooLargeError
 from worker.kafka import MAX_EVENT_BYTES
 from worker.schema.ddl import apply_mapping
-from worker.schema.mapping import mapping_from_dict
 
 pytestmark = pytest.mark.integration
 TWO_MB = 2 * 1000 * 1000
 
-MAPPING = mapping_from_dict(
-    {
-        "tables": {
-            "note": {
-                "primary_key": ["id"],
-                "version_columns": ["updatedAt"],
-                "columns": {
-                    "id": {"type": "string(20)", "nullable": False},
-                    "body": {"type": "text"},
-                    "file": {"type": "blob"},
-                    "updatedAt": {"type": "timestamp_ms", "nullable": False},
-                },
-            }
-        }
-    }
-)
+MAPPING = versioned_table("note", body="text", file="blob")
 
 
 def make_source(path: Path, rows: list[tuple[str, str, bytes]]) -> None:

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -109,7 +108,7 @@ def test_plaintext_to_a_remote_host_is_refused_and_names_the_setting(
         ping(create_target_engine(url, allow_plaintext=True))
 
 
-def test_ssl_mode_required_is_refused_as_unauthenticated(tmp_path: Path) -> None:
+def test_ssl_mode_required_is_refused_as_unauthenticated() -> None:
     with pytest.raises(ConfigError, match="verify_identity"):
         create_target_engine(f"mysql+pymysql://u:p@{SERVER_IP}:1/db?ssl_mode=REQUIRED")
 

@@ -144,12 +144,14 @@ def ping(engine: Engine) -> None:
             conn.execute(sa.text("SELECT 1"))
     except sa.exc.SQLAlchemyError as exc:
         target = redact_url(engine.url.render_as_string(hide_password=False))
-        raise ServiceError(f"MySQL target {target} unreachable: {_root_cause(exc)}") from None
+        raise ServiceError(f"MySQL target {target} unreachable: {root_cause(exc)}") from None
 
 
-def _root_cause(exc: BaseException) -> str:
+def root_cause(exc: BaseException) -> str:
+    """The first line of the driver's error, without SQLAlchemy's SQL and parameter dump."""
     orig = getattr(exc, "orig", None)
-    return str(orig if orig is not None else exc).splitlines()[0]
+    lines = str(orig if orig is not None else exc).splitlines()
+    return lines[0] if lines else type(orig if orig is not None else exc).__name__
 
 
 def create_database(url: str, name: str) -> None:

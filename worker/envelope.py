@@ -186,6 +186,21 @@ def decode_key(message_key: bytes | None) -> dict[str, Any] | None:
     return _from_wire_values(parsed) if isinstance(parsed, dict) else None
 
 
+def key_matches(message_key: bytes | None, key: Mapping[str, Any]) -> bool:
+    """Does the Kafka message key name the same key columns as the envelope's `key`?
+
+    On the consumers' hot path: orjson straight on the (small) key first, which decides the
+    usual case of plain scalars; only a key that differs that way (blobs, integers beyond
+    64 bits, another producer's spelling) goes through the full `decode_key`."""
+    if message_key is not None:
+        try:
+            if orjson.loads(message_key) == key:
+                return True
+        except orjson.JSONDecodeError:
+            pass
+    return decode_key(message_key) == key
+
+
 def decode_event(value: bytes | None) -> ChangeEvent:
     """Parse and validate one message value; raise `EnvelopeError` naming what is wrong."""
     return ChangeEvent(*decode_fields(value))

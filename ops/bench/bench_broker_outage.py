@@ -34,26 +34,13 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from tests.private_services import Broker  # noqa: E402
+from tests.simple_mapping import versioned_table  # noqa: E402
 from worker.db import create_database, create_target_engine  # noqa: E402
 from worker.envelope import encode_event, new_event  # noqa: E402
 from worker.schema.ddl import apply_mapping  # noqa: E402
-from worker.schema.mapping import mapping_from_dict  # noqa: E402
 from worker.schema.writer import write_mapping  # noqa: E402
 
-MAPPING = mapping_from_dict(
-    {
-        "tables": {
-            "item": {
-                "primary_key": ["id"],
-                "version_columns": ["updatedAt"],
-                "columns": {
-                    "id": {"type": "string(20)", "nullable": False},
-                    "updatedAt": {"type": "timestamp_ms", "nullable": False},
-                },
-            }
-        }
-    }
-)
+MAPPING = versioned_table("item")
 
 
 def applied(url: str) -> int:

@@ -40,6 +40,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from tests.simple_mapping import versioned_table  # noqa: E402
 from tests.worker_app import (  # noqa: E402
     APP,
     CAPTURE_MIGRATION,
@@ -51,7 +52,7 @@ from tests.worker_app import (  # noqa: E402
 from worker.db import create_database, create_target_engine  # noqa: E402
 from worker.kafka import admin_client  # noqa: E402
 from worker.schema.ddl import apply_mapping  # noqa: E402
-from worker.schema.mapping import load_mapping, mapping_from_dict  # noqa: E402
+from worker.schema.mapping import load_mapping  # noqa: E402
 from worker.schema.writer import write_mapping  # noqa: E402
 from worker.topics import ensure_topics  # noqa: E402
 
@@ -198,19 +199,7 @@ def lag_worker(tmp: Path, rate: int, seconds: float) -> list[float]:
             return measure_lag(write, "user", "email", url, rate, seconds)
 
 
-FILE_MAPPING = {
-    "tables": {
-        "note": {
-            "primary_key": ["id"],
-            "version_columns": ["updatedAt"],
-            "columns": {
-                "id": {"type": "string(40)", "nullable": False},
-                "body": {"type": "text"},
-                "updatedAt": {"type": "timestamp_ms", "nullable": False},
-            },
-        }
-    }
-}
+FILE_MAPPING = versioned_table("note", id_length=40, body="text")
 
 
 def lag_file(tmp: Path, rate: int, seconds: float) -> list[float]:
@@ -218,7 +207,7 @@ def lag_file(tmp: Path, rate: int, seconds: float) -> list[float]:
     with sqlite3.connect(source) as conn:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute('CREATE TABLE note (id TEXT PRIMARY KEY, body TEXT, "updatedAt" INTEGER)')
-    write_mapping(mapping_from_dict(FILE_MAPPING), mapping)
+    write_mapping(FILE_MAPPING, mapping)
     url, prefix = fresh_target(mapping)
     env = base_env(url, prefix, source, mapping)
     subprocess.run(

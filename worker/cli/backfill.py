@@ -93,8 +93,8 @@ def _applied_by(settings: Settings) -> Callable[[str], Callable[[], bool]]:
         try:
             ends = topic_offsets(admin, [topic], OffsetSpec.latest())  # type: ignore[no-untyped-call]
         except KafkaException as exc:
-            _log.info("topic end unknown; deletes checked against the target as it is",
-                      table=table, error=str(exc))  # fmt: skip
+            _log.warning("topic end unknown; deletes checked against the target as it is",
+                         table=table, error=str(exc))  # fmt: skip
             return lambda: True
 
         def done() -> bool:

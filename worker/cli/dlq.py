@@ -154,7 +154,7 @@ def _record(
 ) -> int:
     engine = target_engine(settings, pool_size=1)
     try:
-        return sum(record_discards(engine, [r], why(r)) for r in records)
+        return record_discards(engine, [(r, why(r)) for r in records])
     finally:
         engine.dispose()
 
