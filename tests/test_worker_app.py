@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from table_compare import differences
 
+from consumers.dlq import read_dead_letters
 from consumers.offsets import group_progress
 from tests.consume_helpers import wait_for
 from tests.worker_app import (
@@ -36,7 +37,7 @@ from worker.db import create_target_engine
 from worker.kafka import admin_client
 from worker.schema.ddl import apply_mapping, key_columns
 from worker.schema.mapping import Mapping, load_mapping
-from worker.topics import ensure_topics, topic_for
+from worker.topics import dlq_topic, ensure_topics, topic_for
 
 pytestmark = pytest.mark.integration
 
@@ -250,6 +251,16 @@ def test_the_worker_under_load_is_replicated_exactly(
             assert status == 200
             wait_for(lambda: caught_up(settings, mapping, app.d1_file), 120, "final catch-up")
             assert workers.alive()
+            # Known gap: keys live on different partitions, so an insert can reach MySQL
+            # before the delete or update that freed its unique email on another key. The
+            # sink dead-letters that as a UniqueCollision at once; `dlq replay` (which checks
+            # the source first) then applies it. Anything else in the DLQ is a failure.
+            letters = read_dead_letters(settings.kafka_bootstrap, dlq_topic(settings.topic_prefix))
+            assert all(r.reason.startswith("UniqueCollision") for r in letters), letters
+            if letters:
+                replay = d1cdc("dlq", "replay", env=worker_env(settings, app.d1_file))
+                assert replay.returncode == 0, replay.stderr[-2000:]
+                wait_for(lambda: caught_up(settings, mapping, app.d1_file), 120, "replayed")
             engine = create_target_engine(settings.target_url.get_secret_value())
             try:
                 assert differences(app.d1_file, engine, mapping) == []
