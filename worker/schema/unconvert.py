@@ -41,9 +41,10 @@ class _Unfit(Exception):
     """Raised by an inverse converter; `unconvert_value` adds table, column and key."""
 
 
-def _naive(moment: Any) -> datetime:
-    if not isinstance(moment, datetime):
+def _naive(value: Any) -> datetime:
+    if not isinstance(value, datetime):
         raise _Unfit("expected a DATETIME value")
+    moment: datetime = value
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
