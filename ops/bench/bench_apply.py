@@ -282,7 +282,8 @@ def run_pipeline(
     from confluent_kafka import Producer
     from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-    from consumers.rebuild import committed_offsets, offsets
+    from consumers.offsets import group_progress
+    from consumers.offsets import topic_offsets as offsets
     from worker.envelope import encode_event, new_event
     from worker.kafka import admin_client, producer_config
     from worker.topics import dlq_topic, ensure_topics, topic_for
@@ -337,7 +338,7 @@ def run_pipeline(
         ends = {p: end for p, end in ends.items() if end > 0}
         pending = list(ends)
         while pending and all(child.poll() is None for child in children):
-            done = committed_offsets(admin, group, pending)
+            done = group_progress(admin, group, topics).committed
             pending = [p for p in pending if done.get(p, -1) < ends[p]]
             time.sleep(0.05)
         seconds = time.perf_counter() - started

@@ -30,7 +30,8 @@ from bench_common import wait_for_group
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
 import consumers.loop as consume_loop
-from consumers.rebuild import committed_offsets, offsets
+from consumers.offsets import group_progress
+from consumers.offsets import topic_offsets as offsets
 from producers.backfill import BackfillOptions
 from worker.cli.backfill import run_backfill
 from worker.config import Settings, load_settings
@@ -121,7 +122,7 @@ def run_d1cdc(
     ends = offsets(admin, topics, OffsetSpec.latest())  # type: ignore[no-untyped-call]
     pending = [p for p, end in ends.items() if end > 0]
     while pending and all(w.is_alive() for w in workers):
-        done = committed_offsets(admin, settings.group_id, pending)
+        done = group_progress(admin, settings.group_id, topics).committed
         pending = [p for p in pending if done.get(p, -1) < ends[p]]
         time.sleep(0.2)
     elapsed = time.monotonic() - started
