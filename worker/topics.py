@@ -34,6 +34,12 @@ def topic_for(prefix: str, table: str) -> str:
     return f"{prefix}.{table}"
 
 
+def reverse_topic_for(prefix: str, table: str) -> str:
+    """The reverse pipeline's topic (MySQL → D1 after cut-over), apart from the forward one
+    so a forward consumer can never apply a reverse event back into MySQL."""
+    return f"{prefix}.reverse.{table}"
+
+
 def dlq_topic(prefix: str) -> str:
     return f"{prefix}.{DLQ_SUFFIX}"
 
