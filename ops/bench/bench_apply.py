@@ -345,6 +345,10 @@ def run_pipeline(
         # Each child's own high-water mark, read while it still runs (ru_maxrss of children
         # would count the pages a fork shares with this large parent before exec).
         peak_kb = max(_peak_rss_kb(child.pid) for child in children)
+        # CPU seconds the consumers used (start-up included): on a shared machine less noisy
+        # than wall time, so the figure to compare a change on and off by.
+        cpu_s = sum(_cpu_seconds(child.pid) for child in children)
+        print(f"  consumers' CPU: {cpu_s:.2f} s = {cpu_s / len(workload.rows) * 1e6:.1f} µs/event")
         if pending:
             sys.exit("a d1cdc consume process exited before everything was applied")
         # Committed is not yet "in MySQL" for a dead-lettered event: count both.
@@ -385,6 +389,16 @@ def _peak_rss_kb(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a running process (/proc/<pid>/stat, fields 14 and 15)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_lag(server_url: str, bootstrap: str, rate: int, seconds: int) -> list[float]:
