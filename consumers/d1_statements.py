@@ -16,14 +16,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from worker.no_echo import MARKER_DDL, MARKER_TABLE
 from worker.schema.mapping import TableMapping
 from worker.sources.base import MAX_PARAMS, quote_ident
 
-# The triggers skip a write while this table holds a row (producers/capture_sql.py is to
-# gain `WHEN NOT EXISTS (SELECT 1 FROM "_d1cdc_reverse_marker")`); the sink inserts the row
-# first and deletes it last in the same batch, so no other writer ever sees it.
-MARKER_TABLE = "_d1cdc_reverse_marker"
-MARKER_DDL = f'CREATE TABLE IF NOT EXISTS "{MARKER_TABLE}" (id INTEGER PRIMARY KEY CHECK (id = 1))'
+__all__ = [
+    "MARKER_DDL",
+    "MARKER_TABLE",
+    "Statement",
+    "delete_statements",
+    "framed",
+    "upsert_statements",
+]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,9 @@ D1 that shape the text (DESIGN.md, "Capture inside D1"; issue 12):
 - Remote D1 splits statements on the server, with bugs around lowercase `begin`, CRLF and
   `CASE … END`: every statement is one line, uppercase `BEGIN`/`END`, no comments, no
   `CASE`.
+- Rows the reverse pipeline's D1 sink writes are not captured (no echo back to MySQL): every
+  trigger is `WHEN NOT EXISTS` the marker row the sink holds during its batch
+  (worker/no_echo.py).
 - An UPDATE that changes the primary key is a delete of the old key, then an upsert of
   the new one (the delete is written only when the key changed).
 """
@@ -32,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from worker.errors import SchemaError
+from worker.no_echo import MARKER_DDL, NOT_REVERSE
 from worker.schema.mapping import Mapping, TableMapping
 from worker.sources.base import quote_ident
 
@@ -119,7 +123,7 @@ def table_triggers(table: TableMapping) -> dict[str, str]:
     return {
         trigger_name(table.name, op): (
             f"CREATE TRIGGER IF NOT EXISTS {quote_ident(trigger_name(table.name, op))} "
-            f"AFTER {OPS[op]} ON {on} FOR EACH ROW BEGIN {body} END;"
+            f"AFTER {OPS[op]} ON {on} FOR EACH ROW WHEN {NOT_REVERSE} BEGIN {body} END;"
         )
         for op, body in bodies.items()
     }
@@ -140,6 +144,7 @@ def install_statements(mapping: Mapping) -> Iterator[str]:
     older mapping is replaced; `IF NOT EXISTS` alone would keep it)."""
     yield CHANGES_DDL + ";"
     yield LEASE_DDL + ";"
+    yield MARKER_DDL + ";"  # before the triggers that name it
     for name, (_table, sql) in capture_triggers(mapping).items():
         yield f"DROP TRIGGER IF EXISTS {quote_ident(name)};"
         yield sql
