@@ -2,8 +2,10 @@
 
 Order per batch (DESIGN.md "Kafka facts", quix-streams' checkpoint): MySQL transaction(s)
 commit, then dead letters are produced and acknowledged, then the batch's offsets are
-committed synchronously. A failure anywhere before the commit leaves the offsets where
-they were: the batch is delivered again and P1/P2 make that harmless (P5).
+committed (asynchronously, `consumers.ledger`: never blocking the loop). A failure anywhere
+before the commit leaves the offsets where they were: the batch is delivered again and
+P1/P2 make that harmless (P5). Upserts refused by a secondary UNIQUE collision are held
+and retried for a while (`consumers.collisions`); commits wait below them meanwhile.
 
 One batch is applied in a background thread (`consumers.applier`) while the next is fetched
 and decoded; the loop waits for its outcome before submitting the next, so at most one
@@ -33,12 +35,13 @@ from consumers.applier import AppliedBatch, BackgroundApplier, FailedBatch
 from consumers.backpressure import Backpressure
 from consumers.change import MessageRef
 from consumers.coalesce import coalesce_batch
+from consumers.collisions import HeldCollisions
 from consumers.decode import decode_batch
 from consumers.dlq import DeadLetterProducer
+from consumers.ledger import OffsetLedger
 from consumers.offsets import (
     GroupProgress,
     Partition,
-    commit_offsets,
     group_progress,
     message_refs,
     partition_lags,
@@ -60,6 +63,7 @@ log = get_logger(__name__)
 
 POLL_TIMEOUT_S = 0.1  # also the longest a message waits for its batch to fill
 LAG_CHECK_EVERY_S = 5.0
+LAG_QUERY_TIMEOUT_S = 1.0
 # librdkafka prefetches up to 64 MB by default, and one fetch response may be 50 MB; a few
 # batches ahead is all a batch-at-a-time loop can use, and under a large backlog the
 # difference is resident memory (measured with ops/bench/bench_apply.py, 1M demo events
@@ -70,6 +74,7 @@ CONSUMER_DEFAULTS: dict[str, object] = {
     "fetch.max.bytes": 8 * 1024 * 1024,
 }
 PRUNE_EVERY_S = 3600.0
+COMMIT_DRAIN_S = 5.0  # on leaving: how long the last commits may take (never a hang)
 
 
 @dataclass
@@ -96,7 +101,10 @@ class ConsumeLoop:
         self.tables = list(tables) if tables else None
         self.engine = engine or target_engine(settings)
         self.health = health or metrics.Health()
+        self.ledger = OffsetLedger()
+        self.held = HeldCollisions(settings.consumer_unique_retry_s)
         self.consumer_overrides = {
+            "on_commit": self.ledger.on_commit,
             **CONSUMER_DEFAULTS,
             "session.timeout.ms": settings.consumer_session_timeout_ms,
             **(consumer_overrides or {}),
@@ -115,10 +123,6 @@ class ConsumeLoop:
         self.backpressure = Backpressure(self.engine, self.health)
         self.outcome = LoopOutcome()
         self._applier: BackgroundApplier | None = None  # set while `run` runs
-        # Offsets of applied batches whose commit failed (e.g. ILLEGAL_GENERATION during a
-        # rebalance that left us the partition): retried until they stick, or the partition
-        # goes. Otherwise an idle partition's committed offset would never reach its end.
-        self._uncommitted: dict[tuple[str, int], int] = {}
 
     # -- public ---------------------------------------------------------------------------
     def stop(self) -> None:
@@ -177,6 +181,8 @@ class ConsumeLoop:
             self._prune()
             self._loop(consumer, until_caught_up, deadline)
             self._finish(consumer)  # the batch in flight: commit it before leaving
+            drain = min(COMMIT_DRAIN_S, self.settings.shutdown_deadline_s / 3)
+            self.ledger.drain(consumer, drain, ceilings=self.held.ceilings())
         finally:
             restore()
             self._applier.close()  # after an error: let it end, never commit it
@@ -201,7 +207,8 @@ class ConsumeLoop:
                 self._process(consumer, messages)
             else:
                 self._finish(consumer)  # idle: commit now; and "caught up" needs it applied
-                self._commit_pending(consumer)  # and what a rebalance made fail earlier
+                self._retry_held()
+                self._commit_pending(consumer)  # and what failed or was held earlier
             now = time.monotonic()
             if deadline is not None and now > deadline:
                 if not until_caught_up:
@@ -213,7 +220,10 @@ class ConsumeLoop:
                 (until_caught_up and not messages) or now >= next_lag_check
             ):
                 next_lag_check = now + LAG_CHECK_EVERY_S
-                lags = partition_lags(consumer)  # this member's share (and the lag gauges)
+                # This member's share (and the lag gauges). A short timeout: the loop's own
+                # thread waits for it, and while the broker is away every query would
+                # otherwise hold the loop (and a stop) for its full timeout.
+                lags = partition_lags(consumer, timeout_s=LAG_QUERY_TIMEOUT_S)
                 own_done = lags is not None and not any(lags.values())
                 # With `until` the topics may grow meanwhile: own partitions need not be empty.
                 if until_caught_up and (own_done or self._until is not None):
@@ -267,22 +277,45 @@ class ConsumeLoop:
             return
         metrics.BATCH_SIZE.observe(len(sources))
         decoded = decode_batch(sources, self.mapping)
-        coalesced = coalesce_batch(decoded.changes)
-        previous = self._applier.wait()  # batch N must be done before N+1 starts
+        coalesced = coalesce_batch(self.held.queue_behind(decoded.changes))
+        previous = self._wait()  # batch N must be done before N+1 starts
         if isinstance(previous, FailedBatch):
             self._failed(consumer, previous)
         if self.backpressure.active:
             self.backpressure.hold_back(consumer, sources)  # N failed: N+1 waits too
             return
-        self._applier.submit(sources, decoded.changes, coalesced, decoded.dead)
+        if isinstance(previous, AppliedBatch) and previous.result.collisions:
+            coalesced = self.held.queue_behind(coalesced)  # keys N has just held back
+        retry, expired = self.held.due()
+        if retry:
+            coalesced = coalesce_batch(retry) + coalesced  # disjoint keys: same as together
+        self._applier.submit(sources, decoded.changes, coalesced, decoded.dead + expired)
         if isinstance(previous, AppliedBatch):
             # N succeeded, so committing it now is what committing it before submitting
             # N+1 would be; this way the commit's round trip overlaps N+1's transaction.
             self._applied(consumer, previous, commit=True)
 
+    def _wait(self) -> AppliedBatch | FailedBatch | None:
+        """The outcome of the batch in flight, its held-back collisions settled."""
+        outcome = self._applier.wait() if self._applier is not None else None
+        if isinstance(outcome, AppliedBatch):
+            self.held.settle(outcome.result.collisions)
+        elif isinstance(outcome, FailedBatch):
+            self.held.failed()
+        metrics.HELD_COLLISIONS.set(len(self.held))
+        return outcome
+
+    def _retry_held(self) -> None:
+        """Idle: retry held-back collisions now (or dead-letter the expired ones)."""
+        if self._applier is None or self.backpressure.active:
+            return
+        retry, expired = self.held.due()
+        if retry or expired:
+            self._applier.submit([], [], coalesce_batch(retry), expired)
+
     def _finish(self, consumer: Consumer, *, commit: bool = True) -> None:
         """Wait for the batch in flight; commit its offsets, or pause if MySQL is gone."""
-        outcome = self._applier.wait() if self._applier is not None else None
+        outcome = self._wait()
         if isinstance(outcome, FailedBatch):
             self._failed(consumer, outcome)
         elif outcome is not None:
@@ -304,38 +337,13 @@ class ConsumeLoop:
         )
 
     def _commit(self, consumer: Consumer, sources: list[MessageRef]) -> dict[str, int]:
-        """Commit synchronously; returns {"topic[partition]": next offset} for the log."""
-        for tp in commit_offsets(sources):
-            key = (tp.topic, tp.partition)
-            self._uncommitted[key] = max(self._uncommitted.get(key, -1), tp.offset)
+        """Commit asynchronously; returns {"topic[partition]": offset sent} for the log."""
+        self.ledger.applied(sources)
         return self._commit_pending(consumer)
 
     def _commit_pending(self, consumer: Consumer) -> dict[str, int]:
-        """Commit every offset not yet acknowledged by the group; keep the ones that fail."""
-        if not self._uncommitted:
-            return {}
-        offsets = [TopicPartition(t, p, o) for (t, p), o in sorted(self._uncommitted.items())]
-        described = {f"{tp.topic}[{tp.partition}]": tp.offset for tp in offsets}
-        try:
-            committed = consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # Typically a rebalance in progress: kept, and retried on the next idle poll.
-            # Should the partitions move, their new owner re-applies (P1/P2 make it harmless).
-            log.warning("offset commit failed; will retry", error=str(exc), offsets=described)
-            return described
-        for tp in committed or []:
-            key = (tp.topic, tp.partition)
-            if tp.error is not None:
-                log.warning(
-                    "offset commit failed for a partition; will retry",
-                    topic=tp.topic,
-                    partition=tp.partition,
-                    offset=tp.offset,
-                    error=str(tp.error),
-                )
-            elif self._uncommitted.get(key) == tp.offset:
-                del self._uncommitted[key]
-        return described
+        """Send every offset not yet acknowledged by the group, below any held collision."""
+        return self.ledger.commit(consumer, ceilings=self.held.ceilings())
 
     def _record(self, batch: AppliedBatch) -> None:
         result, changes = batch.result, batch.changes
@@ -374,8 +382,8 @@ class ConsumeLoop:
     def _release(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Forget rewinds of partitions we lose: their new owner starts from the committed offset.
         self.backpressure.forget(partitions)
-        for tp in partitions:
-            self._uncommitted.pop((tp.topic, tp.partition), None)
+        self.ledger.release(partitions)
+        self.held.release(partitions)
         self.health.assigned = bool(set(consumer.assignment()) - set(partitions))
 
     def _check_mysql(self) -> None:

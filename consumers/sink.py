@@ -43,11 +43,16 @@ class ApplyResult:
     applied: Counter[tuple[str, str]] = field(default_factory=Counter)  # (table, op) → n
     stale: Counter[str] = field(default_factory=Counter)
     dead: list[DeadLetter] = field(default_factory=list)
+    # Upserts held back because a secondary UNIQUE value belongs to another key's row: often
+    # transient (the write freeing it is on another partition, not applied yet), so the
+    # consume loop retries them for a while before it dead-letters them (consumers.unique).
+    collisions: list[tuple[Change, str]] = field(default_factory=list)
 
     def merge(self, other: ApplyResult) -> None:
         self.applied.update(other.applied)
         self.stale.update(other.stale)
         self.dead.extend(other.dead)
+        self.collisions.extend(other.collisions)
 
 
 class _RowRejected(Exception):
@@ -162,7 +167,7 @@ class MySQLSink:
         )
         self._run_deletes(conn, table, plan.deletes, versioned=versioned)
         for rejected, reason in find_unique_collisions(conn, table, plan.upserts):
-            result.dead.append(DeadLetter(rejected.source, reason))
+            result.collisions.append((rejected, reason))
             plan.upserts.remove(rejected)
             plan.state_writes.pop(rejected.identity, None)
             plan.state_clears.discard(rejected.identity)

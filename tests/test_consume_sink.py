@@ -156,13 +156,17 @@ def test_unversioned_table_is_guarded_by_ts_ms(sink: MySQLSink, engine: sa.Engin
     assert rows(engine, "tag")["t1"]["label"] == "back"
 
 
-def test_unique_collision_with_a_different_row_is_dead_lettered(
+def test_unique_collision_with_a_different_row_is_held_back(
     sink: MySQLSink, engine: sa.Engine
 ) -> None:
-    """An upsert whose unique email belongs to another key must not overwrite that row."""
+    """An upsert whose unique email belongs to another key must not overwrite that row; the
+    sink hands it back as a collision (the loop retries it, then dead-letters it)."""
     _apply(sink, user_event("u1", 1, email="same@example.com", name="owner"))
     result = _apply(sink, user_event("u2", 2, email="same@example.com"), user_event("u3", 2))
-    assert [d.reason.split(":")[0] for d in result.dead] == ["UniqueCollision"]
+    assert result.dead == []
+    assert [(c.key["id"], r.split(":")[0]) for c, r in result.collisions] == [
+        ("u2", "UniqueCollision")
+    ]
     target = rows(engine, "user")
     assert target["u1"]["name"] == "owner" and "u2" not in target and "u3" in target
 

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
         le=3_600_000,
         description="Kafka session timeout: how soon a crashed worker's partitions move.",
     )
+    consumer_unique_retry_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="How long an upsert whose UNIQUE value still belongs to another key is "
+        "retried (the write freeing it may be on another partition) before it is dead-lettered.",
+    )
 
     # -- capture relay -------------------------------------------------------------------
     relay_batch_size: int = Field(

@@ -45,6 +45,10 @@ END_TO_END_LAG = Gauge(
 CONSUMER_LAG = Gauge(
     "d1cdc_consumer_lag_messages", "High watermark minus position.", ["topic", "partition"]
 )
+HELD_COLLISIONS = Gauge(
+    "d1cdc_held_collisions",
+    "Upserts held back by a secondary UNIQUE collision, being retried before a dead letter.",
+)
 PAUSED = Gauge("d1cdc_paused", "1 while partitions are paused because MySQL is unavailable.")
 
 
