@@ -20,9 +20,15 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import settings as hypothesis_settings
 
 from worker.config import Settings, load_settings
 from worker.db import create_database, create_target_engine
+
+# Property tests check results, not speed (performance lives in ops/bench/): Hypothesis's
+# 200 ms per-example deadline failed a correct test on a loaded two-core machine.
+hypothesis_settings.register_profile("d1cdc", deadline=None)
+hypothesis_settings.load_profile("d1cdc")
 
 KAFKA_IMAGE = "apache/kafka:4.1.1"
 MYSQL_IMAGE = "mysql:8.0"
