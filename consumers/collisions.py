@@ -60,6 +60,10 @@ class HeldCollisions:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def changes(self) -> list[Change]:
+        """The held changes, in stream order per key (for status and tests)."""
+        return [entry.change for entry in self._entries.values()]
+
     def ceilings(self) -> dict[Partition, int]:
         """Per partition, the offset a commit must not pass (the first held event)."""
         lowest: dict[Partition, int] = {}
