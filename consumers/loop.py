@@ -104,10 +104,11 @@ class ConsumeLoop:
         self.ledger = OffsetLedger()
         self.held = HeldCollisions(settings.consumer_unique_retry_s)
         self.consumer_overrides = {
-            "on_commit": self.ledger.on_commit,
             **CONSUMER_DEFAULTS,
             "session.timeout.ms": settings.consumer_session_timeout_ms,
             **(consumer_overrides or {}),
+            # Last, so no override can take it: without it no offset is ever acknowledged.
+            "on_commit": self.ledger.on_commit,
         }
         self.sink = MySQLSink(
             self.engine,
