@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(3, ge=1, le=1000, description="Partitions per new topic.")
     topic_replication: int = Field(1, ge=1, le=10, description="Replication factor.")
     group_id: str = Field("d1cdc-apply", min_length=1, description="Consumer group id.")
+    reverse_group_id: str = Field(
+        "d1cdc-reverse",
+        min_length=1,
+        description="Consumer group of the D1 sink (`consume --into d1`, after cut-over).",
+    )
 
     # -- target ------------------------------------------------------------------------
     target_url: SecretStr = Field(
