@@ -30,13 +30,13 @@ from sqlalchemy.engine import Engine
 
 from producers.deletes import find_deleted_keys, target_has_rows
 from producers.emitter import ChangeEmitter
-from producers.keyset import Watermark, lookback_floor, next_page, start_watermark
+from producers.keyset import SQLITE, Dialect, Watermark, lookback_floor, next_page, start_watermark
 from producers.watermarks import WatermarkStore
 from worker.db import root_cause
 from worker.errors import EventTooLargeError, ServiceError
 from worker.logs import get_logger
 from worker.schema.mapping import TableMapping
-from worker.sources.base import Source, quote_ident
+from worker.sources.base import Source
 
 ORIGIN = "backfill"
 _log = get_logger("d1cdc.backfill")
@@ -99,6 +99,9 @@ def _at_or_above(value: Any, floor: Any) -> bool:
 
 
 class Backfill:
+    origin = ORIGIN
+    dialect: Dialect = SQLITE  # how `source` is asked (the reverse poller reads MySQL)
+
     def __init__(
         self,
         source: Source,
@@ -207,8 +210,8 @@ class Backfill:
         if mark.phase == "snapshot" and mark.pk is None:
             # Everything changed after this moment has a version ≥ high (minus late commits,
             # which the lookback covers), so the incremental phase can start from it.
-            version = quote_ident(table.version_columns[0])
-            high = self._scalar(f"SELECT max({version}) AS v FROM {quote_ident(table.name)}")
+            version = self.dialect.quote(table.version_columns[0])
+            high = self._scalar(f"SELECT max({version}) AS v FROM {self.dialect.quote(table.name)}")
             mark = replace(mark, snapshot_high=high)
         self.progress.start(table.name, self._count(table) if self.progress.enabled else None)
         # Rows the first incremental pass will re-read (its window starts a lookback below
@@ -256,7 +259,9 @@ class Backfill:
         (False); either way every page in flight is settled and its watermark saved."""
         emitted, first = 0, True
         while not self.stop.is_set():
-            page = next_page(table, mark, self.options.chunk, floor=floor, first=first)
+            page = next_page(
+                table, mark, self.options.chunk, floor=floor, first=first, dialect=self.dialect
+            )
             first = False
             read_ms = time.time_ns() // 1_000_000  # before the read: when the rows existed
             rows = self.source.query(page.sql, page.params)
@@ -310,9 +315,7 @@ class Backfill:
                 if _at_or_above(version[0], remember_from):
                     sent[key] = version
             try:
-                self.emitter.upsert(
-                    table.name, row, key={c: row[c] for c in pk}, origin=ORIGIN, ts_ms=read_ms
-                )
+                self._emit_row(table, row, read_ms)
             except EventTooLargeError as exc:  # one row must not stop every later one
                 # The lookback re-reads it: one letter per version of the row is enough.
                 version = tuple(row.get(c) for c in table.version_columns) or (len(exc.value),)
@@ -324,6 +327,17 @@ class Backfill:
         self._pending.append((self.emitter.last_sequence, mark))
         self._save_acknowledged(table)
         self.progress.advance(table.name, len(rows))
+
+    def _emit_row(self, table: TableMapping, row: dict[str, Any], read_ms: int) -> None:
+        key = {c: row[c] for c in table.primary_key}
+        self.emitter.upsert(table.name, row, key=key, origin=self.origin, ts_ms=read_ms)
+
+    def _deleted_keys(self, table: TableMapping) -> list[tuple[Any, ...]]:
+        """Keys the replica (the target) holds that the source no longer has."""
+        return find_deleted_keys(self.source, self.target, table)
+
+    def _replica_has_rows(self, table: TableMapping) -> bool:
+        return target_has_rows(self.target, table)
 
     def _save_acknowledged(self, table: TableMapping) -> None:
         acked = [i for i, (seq, _) in enumerate(self._pending) if seq <= self.emitter.acked_through]
@@ -339,10 +353,10 @@ class Backfill:
     def _emit_deletes(self, table: TableMapping, settled: Callable[[], bool] | None) -> int:
         if settled is not None and not self._target_settled(table, settled):
             return 0
-        gone = find_deleted_keys(self.source, self.target, table)
+        gone = self._deleted_keys(table)
         for key in gone:
             self.emitter.delete(
-                table.name, dict(zip(table.primary_key, key, strict=True)), origin=ORIGIN
+                table.name, dict(zip(table.primary_key, key, strict=True)), origin=self.origin
             )
         if gone:
             self.emitter.flush(self.options.flush_timeout_s)
@@ -359,7 +373,7 @@ class Backfill:
         `settle_timeout_s`, for the apply group to catch up on the table (a follower does
         not wait: it checks again next cycle); when it does not, deletes are skipped this
         pass with a warning — never guessed."""
-        if not target_has_rows(self.target, table):
+        if not self._replica_has_rows(table):
             return False  # nothing there to delete: no need to wait for anyone
         deadline = time.monotonic() + (0 if self.following else self.options.settle_timeout_s)
         while not settled():
@@ -378,4 +392,5 @@ class Backfill:
         return next(iter(rows[0].values())) if rows else None
 
     def _count(self, table: TableMapping) -> int:
-        return int(self._scalar(f"SELECT count(*) AS n FROM {quote_ident(table.name)}") or 0)
+        name = self.dialect.quote(table.name)
+        return int(self._scalar(f"SELECT count(*) AS n FROM {name}") or 0)

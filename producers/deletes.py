@@ -23,7 +23,7 @@ from producers.keyset import Watermark, next_page
 from worker.logs import get_logger
 from worker.schema.ddl import quote
 from worker.schema.mapping import TableMapping
-from worker.sources.base import Source, rows_by_keys
+from worker.sources.base import Source, key_chunks, rows_by_keys
 
 COMPARABLE_KINDS = frozenset({"text", "string", "integer", "bigint"})
 KEY_PAGE = 10_000
@@ -106,4 +106,49 @@ def find_deleted_keys(source: Source, engine: Engine, table: TableMapping) -> li
         tuple(r[c] for c in table.primary_key)
         for r in rows_by_keys(source, table.name, table.primary_key, candidates)
     }
+    return [k for k in candidates if k not in still_there]
+
+
+def target_keys_present(engine: Engine, table: TableMapping, keys: list[Key]) -> set[Key]:
+    """Which of `keys` the target holds now (the reverse diff's re-check), in bounded queries."""
+    columns = [quote(c) for c in table.primary_key]
+    row_value = columns[0] if len(columns) == 1 else "(" + ", ".join(columns) + ")"
+    present: set[Key] = set()
+    with engine.connect() as conn:
+        for chunk in key_chunks(keys, len(columns)):
+            marks: list[str] = []
+            params: dict[str, Any] = {}
+            for i, key in enumerate(chunk):
+                names = [f"k{i}_{j}" for j in range(len(key))]
+                params.update(zip(names, key, strict=True))
+                one = ", ".join(f":{n}" for n in names)
+                marks.append(one if len(names) == 1 else f"({one})")
+            query = (
+                f"SELECT {', '.join(columns)} FROM {quote(table.name)} "
+                f"WHERE {row_value} IN ({', '.join(marks)})"
+            )
+            present.update(tuple(row) for row in conn.execute(sa.text(query), params))
+    return present
+
+
+def find_keys_gone_from_target(replica: Source, engine: Engine, table: TableMapping) -> list[Key]:
+    """The reverse direction (after cut-over MySQL is the primary, D1 the replica): keys D1
+    holds that MySQL no longer has. The same three reads in the same order as
+    `find_deleted_keys`: the replica's keys first, then the primary's, then a re-check of
+    each candidate in the primary right before its delete is emitted."""
+    if not keys_comparable(table):
+        _log.warning(
+            "delete detection skipped: key type differs between source and target", table=table.name
+        )
+        return []
+    in_replica = source_keys(replica, table)
+    if not in_replica:
+        return []
+    in_primary = target_keys(engine, table)
+    if in_primary is None:
+        return []  # no such table in MySQL: nothing can have been deleted from it
+    candidates = vanished_keys(in_replica, in_primary)
+    if not candidates:
+        return []
+    still_there = target_keys_present(engine, table, candidates)
     return [k for k in candidates if k not in still_there]

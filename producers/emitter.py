@@ -51,9 +51,13 @@ class ChangeEmitter:
         spool_dir: Path | None = None,
         spool_max_bytes: int = DEFAULT_MAX_BYTES,
         origin: str = "app",
+        topic_of: Callable[[str, str], str] = topic_for,
         **producer_overrides: Any,
     ) -> None:
+        """`topic_of(prefix, table)` names a table's topic: `topic_for` (forward), or
+        `worker.topics.reverse_topic_for` for the reverse poller."""
         self.topic_prefix = topic_prefix
+        self._topic_of = topic_of
         self._bootstrap = bootstrap
         self._dead_letters: DeadLetterWriter | None = None
         self.mapping = mapping
@@ -117,14 +121,14 @@ class ChangeEmitter:
     ) -> None:
         """Emit a delete for `key`, then a tombstone (same key, null value) for compaction."""
         event = new_event(table, "delete", key, before, origin=origin or self.origin, ts_ms=ts_ms)
-        topic = topic_for(self.topic_prefix, table)
+        topic = self._topic_of(self.topic_prefix, table)
         message_key, value = _encoded(event, topic)
         with self._lock:
             self._send(SpooledMessage(topic, message_key, value))
-            self._send(SpooledMessage(topic_for(self.topic_prefix, table), message_key, None))
+            self._send(SpooledMessage(topic, message_key, None))
 
     def emit(self, event: ChangeEvent) -> None:
-        topic = topic_for(self.topic_prefix, event.table)
+        topic = self._topic_of(self.topic_prefix, event.table)
         message_key, value = _encoded(event, topic)
         with self._lock:
             self._send(SpooledMessage(topic, message_key, value))

@@ -3,7 +3,8 @@
 Never OFFSET: each page starts strictly after the last (version, primary key) seen, so a
 page costs the same at row 10 and at row 10 million, and concurrent inserts cannot shift
 rows between pages. Comparisons happen in SQLite on the source's own representation
-(Unix seconds, milliseconds or text), with SQLite's row-value ordering.
+(Unix seconds, milliseconds or text), with SQLite's row-value ordering; the reverse poller
+pages MySQL the same way (`MYSQL` dialect), its versions being `DATETIME(3)` values.
 
 A table's scan goes through phases:
 
@@ -16,16 +17,36 @@ A table's scan goes through phases:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from worker.schema.ddl import quote as mysql_quote
 from worker.schema.infer import MS_THRESHOLD  # above: ms, even in a seconds column
 from worker.schema.mapping import TableMapping
 from worker.sources.base import quote_ident
 
 Phase = Literal["snapshot", "incremental", "scan"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How a page's SQL names things and binds values: the forward poller reads SQLite (D1),
+    the reverse poller (issue 16) reads MySQL with the same algorithm."""
+
+    quote: Callable[[str], str]
+    mark: str  # one bound parameter
+
+
+def _mysql_ident(name: str) -> str:
+    # PyMySQL formats the statement with `%` whenever parameters are given: a literal `%`
+    # in a name must be doubled to survive it.
+    return mysql_quote(name).replace("%", "%%")
+
+
+SQLITE = Dialect(quote_ident, "?")
+MYSQL = Dialect(_mysql_ident, "%s")
 
 
 @dataclass(frozen=True)
@@ -62,6 +83,8 @@ def lookback_floor(version: Any, kind: str, seconds: float) -> Any:
         if kind.startswith("timestamp"):
             return version - int(seconds)
         return version
+    if isinstance(version, datetime):  # MySQL's DATETIME(3), read by the reverse poller
+        return version - timedelta(seconds=seconds)
     if isinstance(version, str):
         try:
             moment = datetime.fromisoformat(version)
@@ -80,13 +103,14 @@ class Page:
     params: tuple[Any, ...]
 
 
-def _row_value(columns: Sequence[str]) -> str:
-    quoted = [quote_ident(c) for c in columns]
+def _row_value(columns: Sequence[str], dialect: Dialect) -> str:
+    quoted = [dialect.quote(c) for c in columns]
     return quoted[0] if len(quoted) == 1 else "(" + ", ".join(quoted) + ")"
 
 
-def _placeholders(count: int) -> str:
-    return "?" if count == 1 else "(" + ", ".join("?" for _ in range(count)) + ")"
+def _placeholders(count: int, dialect: Dialect) -> str:
+    marks = [dialect.mark] * count
+    return marks[0] if count == 1 else "(" + ", ".join(marks) + ")"
 
 
 def next_page(
@@ -97,35 +121,38 @@ def next_page(
     floor: Any = None,
     first: bool = False,
     columns: Sequence[str] | None = None,
+    dialect: Dialect = SQLITE,
 ) -> Page:
     """The SELECT for the page after `mark`: every column, or only `columns`.
 
     In the incremental phase the first page of a cycle starts at `floor` (the watermark's
     version minus the lookback), inclusive; later pages continue after (version, pk).
     """
-    name = quote_ident(table.name)
-    selected = ", ".join(quote_ident(c) for c in columns) if columns else "*"
+    q, mark_sql = dialect.quote, dialect.mark
+    name = q(table.name)
+    selected = ", ".join(q(c) for c in columns) if columns else "*"
     head = f"SELECT {selected} FROM {name}"
+    limit_sql = f"LIMIT {mark_sql}"
     pk = table.primary_key
     if mark.phase in ("snapshot", "scan"):
-        order = ", ".join(quote_ident(c) for c in pk)
+        order = ", ".join(q(c) for c in pk)
         if mark.pk is None:
-            return Page(f"{head} ORDER BY {order} LIMIT ?", (limit,))
-        where = f"{_row_value(pk)} > {_placeholders(len(pk))}"
-        return Page(f"{head} WHERE {where} ORDER BY {order} LIMIT ?", (*mark.pk, limit))
+            return Page(f"{head} ORDER BY {order} {limit_sql}", (limit,))
+        where = f"{_row_value(pk, dialect)} > {_placeholders(len(pk), dialect)}"
+        return Page(f"{head} WHERE {where} ORDER BY {order} {limit_sql}", (*mark.pk, limit))
     version_col = table.version_columns[0]
     order_cols = (version_col, *pk)
-    order = ", ".join(quote_ident(c) for c in order_cols)
-    v = quote_ident(version_col)
+    order = ", ".join(q(c) for c in order_cols)
+    v = q(version_col)
     if first or mark.pk is None:
         params: tuple[Any, ...] = ()
         if floor is None:
             where = f"{v} IS NOT NULL"
         else:
-            where, params = f"{v} >= ?", (floor,)
-        return Page(f"{head} WHERE {where} ORDER BY {order} LIMIT ?", (*params, limit))
-    where = f"{_row_value(order_cols)} > {_placeholders(len(order_cols))}"
+            where, params = f"{v} >= {mark_sql}", (floor,)
+        return Page(f"{head} WHERE {where} ORDER BY {order} {limit_sql}", (*params, limit))
+    where = f"{_row_value(order_cols, dialect)} > {_placeholders(len(order_cols), dialect)}"
     return Page(
-        f"{head} WHERE {where} ORDER BY {order} LIMIT ?",
+        f"{head} WHERE {where} ORDER BY {order} {limit_sql}",
         (mark.version, *mark.pk, limit),
     )

@@ -38,12 +38,16 @@ watermarks_table = sa.Table(
 def _to_json(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"$base64": base64.b64encode(value).decode("ascii")}
+    if isinstance(value, datetime):  # the reverse poller's versions: MySQL DATETIME(3)
+        return {"$datetime": value.isoformat()}
     return value
 
 
 def _from_json(value: Any) -> Any:
     if isinstance(value, dict) and "$base64" in value:
         return base64.b64decode(value["$base64"])
+    if isinstance(value, dict) and "$datetime" in value:
+        return datetime.fromisoformat(value["$datetime"])
     return value
 
 
@@ -69,9 +73,15 @@ def decode_watermark(text: str, rows_emitted: int) -> Watermark:
     )
 
 
+REVERSE_PREFIX = "reverse:"  # the reverse poller's positions (issue 16), in the same table
+
+
 class WatermarkStore:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, prefix: str = "") -> None:
+        """`prefix` keeps one direction's positions apart from the other's: the forward
+        poller's rows are named by table, the reverse poller's `reverse:{table}`."""
         self.engine = engine
+        self.prefix = prefix
         try:
             _metadata.create_all(engine, checkfirst=True)
         except sa.exc.OperationalError as exc:
@@ -79,7 +89,7 @@ class WatermarkStore:
 
     def load(self, table: str) -> Watermark | None:
         query = sa.select(watermarks_table.c.position, watermarks_table.c.rows_emitted).where(
-            watermarks_table.c.table_name == table
+            watermarks_table.c.table_name == self.prefix + table
         )
         with self.engine.connect() as conn:
             found = conn.execute(query).first()
@@ -87,7 +97,7 @@ class WatermarkStore:
 
     def save(self, table: str, mark: Watermark) -> None:
         values = {
-            "table_name": table,
+            "table_name": self.prefix + table,
             "position": encode_watermark(mark),
             "rows_emitted": mark.rows_emitted,
             "updated_at": datetime.now(UTC).replace(tzinfo=None),
@@ -104,7 +114,10 @@ class WatermarkStore:
     def all(self) -> dict[str, Watermark]:
         query = sa.select(watermarks_table)
         with self.engine.connect() as conn:
-            return {
-                r.table_name: decode_watermark(r.position, r.rows_emitted)
-                for r in conn.execute(query)
-            }
+            rows = conn.execute(query).all()
+        return {
+            r.table_name.removeprefix(self.prefix): decode_watermark(r.position, r.rows_emitted)
+            for r in rows
+            if r.table_name.startswith(self.prefix)
+            and (self.prefix or not r.table_name.startswith(REVERSE_PREFIX))
+        }

@@ -10,7 +10,7 @@ event must be looked at, not aged out.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException
@@ -74,9 +74,10 @@ def ensure_topics(
     replication: int,
     *,
     tombstone_retention_hours: float = 168.0,
+    topic_of: Callable[[str, str], str] = topic_for,
 ) -> TopicReport:
     """Create missing table topics and the DLQ; report (and warn about) the ones that exist."""
-    wanted = {topic_for(prefix, t): table_topic_config(tombstone_retention_hours) for t in tables}
+    wanted = {topic_of(prefix, t): table_topic_config(tombstone_retention_hours) for t in tables}
     wanted[dlq_topic(prefix)] = DLQ_CONFIG
     try:
         present = set(admin.list_topics(timeout=_TIMEOUT_S).topics)

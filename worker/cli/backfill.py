@@ -1,4 +1,8 @@
-"""`d1cdc backfill`: emit the source's rows by watermark; `--follow` keeps polling."""
+"""`d1cdc backfill`: emit the source's rows by watermark; `--follow` keeps polling.
+
+`--reverse` (after cut-over, issue 16) runs the same poller the other way: MySQL's changed
+rows become `origin: "reverse"` events on `{prefix}.reverse.{table}`, for `consume --into d1`.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +17,19 @@ from sqlalchemy.engine import Engine
 from consumers.offsets import group_progress, topic_offsets
 from producers.backfill import MAX_BACKOFF_S, Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
+from producers.reverse_poller import ReversePoller, reverse_watermarks
 from producers.watermarks import WatermarkStore
 from worker.cli.context import settings_from
 from worker.config import Settings
 from worker.db import ping, target_engine
-from worker.errors import ServiceError
+from worker.errors import ConfigError, ServiceError
 from worker.kafka import admin_client
 from worker.logs import get_logger
 from worker.progress_bars import TableProgress, progress_enabled
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
 from worker.signals import stop_on_signals
 from worker.sources import open_source
-from worker.topics import ensure_topics, topic_for
+from worker.topics import ensure_topics, reverse_topic_for, topic_for
 
 _log = get_logger("d1cdc.backfill")
 
@@ -46,8 +51,10 @@ def run_backfill(
     follow: bool = False,
     interval_s: float = 10.0,
     stop: threading.Event | None = None,
+    reverse: bool = False,
 ) -> int:
-    """Programmatic `d1cdc backfill`; returns the number of rows emitted."""
+    """Programmatic `d1cdc backfill` (`reverse`: MySQL → D1); returns the rows emitted."""
+    topic_of = reverse_topic_for if reverse else topic_for
     ensure_topics(
         admin_client(settings.kafka_bootstrap),
         settings.topic_prefix,
@@ -55,24 +62,47 @@ def run_backfill(
         settings.topic_partitions,
         settings.topic_replication,
         tombstone_retention_hours=settings.tombstone_retention_hours,
+        topic_of=topic_of,
     )
     stop = stop or threading.Event()
     engine = target_engine(settings, pool_size=2)
     _wait_for_target(engine, stop, patient=follow)
+    if not reverse and reverse_watermarks(engine).all():
+        engine.dispose()
+        raise ConfigError(
+            "the cut-over has started (reverse watermarks exist in _d1cdc_watermarks): the "
+            "app writes to MySQL now, and a forward backfill would delete there every row "
+            "written since; after a rollback (`d1cdc cutover rollback`) it may run again"
+        )
     source = open_source(settings)
-    emitter = ChangeEmitter.from_settings(settings, mapping, origin="backfill")
+    origin = "reverse" if reverse else "backfill"
+    emitter = ChangeEmitter.from_settings(settings, mapping, origin=origin, topic_of=topic_of)
     try:
         with TableProgress(progress_enabled(settings.log_format)) as progress:
-            poller = Backfill(
-                source,
-                emitter,
-                WatermarkStore(engine),
-                engine,
-                options,
-                progress=progress,
-                stop=stop,
-                applied=_applied_by(settings),
-            )
+            poller: Backfill
+            if reverse:
+                # The reverse delete diff must wait for both directions: a D1 write the
+                # forward pipeline has not applied yet looks like a row MySQL deleted.
+                applied = _applied_by(
+                    settings,
+                    (settings.reverse_group_id, reverse_topic_for),
+                    (settings.group_id, topic_for),
+                )
+                poller = ReversePoller(
+                    engine, source, emitter, options, progress=progress, stop=stop,
+                    applied=applied,
+                )  # fmt: skip
+            else:
+                poller = Backfill(
+                    source,
+                    emitter,
+                    WatermarkStore(engine),
+                    engine,
+                    options,
+                    progress=progress,
+                    stop=stop,
+                    applied=_applied_by(settings, (settings.group_id, topic_for)),
+                )
             if follow:
                 poller.follow(tables, interval_s)
                 return 0
@@ -83,23 +113,35 @@ def run_backfill(
         engine.dispose()
 
 
-def _applied_by(settings: Settings) -> Callable[[str], Callable[[], bool]]:
-    """`applied(table)` notes the end offsets of the table's topic now, and returns the
-    check "has the apply group committed through them?" (the loop's own caught-up rule)."""
+TopicOf = Callable[[str, str], str]
+
+
+def _applied_by(
+    settings: Settings, *groups: tuple[str, TopicOf]
+) -> Callable[[str], Callable[[], bool]]:
+    """`applied(table)` notes the end offsets of the table's topic(s) now, and returns the
+    check "has each (group, topic) committed through them?" (the loop's own caught-up rule).
+    """
     admin = admin_client(settings.kafka_bootstrap)
 
     def applied(table: str) -> Callable[[], bool]:
-        topic = topic_for(settings.topic_prefix, table)
-        try:
-            ends = topic_offsets(admin, [topic], OffsetSpec.latest())  # type: ignore[no-untyped-call]
-        except KafkaException as exc:
-            _log.warning("topic end unknown; deletes checked against the target as it is",
-                         table=table, error=str(exc))  # fmt: skip
-            return lambda: True
+        watched = []
+        for group, topic_of in groups:
+            topic = topic_of(settings.topic_prefix, table)
+            try:
+                ends = topic_offsets(admin, [topic], OffsetSpec.latest())  # type: ignore[no-untyped-call]
+            except KafkaException as exc:
+                _log.warning("topic end unknown; deletes checked against the target as it is",
+                             table=table, topic=topic, error=str(exc))  # fmt: skip
+                continue
+            watched.append((group, topic, ends))
 
         def done() -> bool:
             try:
-                return group_progress(admin, settings.group_id, [topic]).caught_up(until=ends)
+                return all(
+                    group_progress(admin, group, [topic]).caught_up(until=ends)
+                    for group, topic, ends in watched
+                )
             except KafkaException as exc:
                 _log.info("apply progress unknown for now", table=table, error=str(exc))
                 return False
@@ -152,6 +194,12 @@ def backfill(
     ),
     source_path: str | None = typer.Option(None, "--source-path", help="SQLite source file."),
     mapping_path: str | None = typer.Option(None, "--mapping", help="Mapping file."),
+    reverse: bool = typer.Option(
+        False,
+        "--reverse",
+        help="After cut-over: poll MySQL and emit its changes for D1 (`consume --into d1`) on "
+        "{prefix}.reverse.{table}; starts at the marks `cutover start` saved.",
+    ),
 ) -> None:
     """Emit source rows as `backfill` upserts by watermark; resumable after a crash."""
     settings = settings_from(
@@ -178,11 +226,13 @@ def backfill(
             follow=follow,
             interval_s=settings.backfill_interval_s,
             stop=stop,
+            reverse=reverse,
         )
     finally:
         restore()
     if not follow:
-        typer.echo(f"backfill emitted {emitted} rows from {len(selected)} tables", err=True)
+        what = "reverse backfill" if reverse else "backfill"
+        typer.echo(f"{what} emitted {emitted} rows from {len(selected)} tables", err=True)
 
 
 def backfill_options(settings: Settings) -> BackfillOptions:
