@@ -14,13 +14,21 @@ dead-letter flush, and never after a failure, exactly as when everything ran inl
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Protocol
 
 from consumers.change import Change, DeadLetter, MessageRef
 from consumers.dlq import DeadLetterProducer
-from consumers.sink import ApplyResult, MySQLSink
+from consumers.sink import ApplyResult
 from worker.errors import ServiceError
+
+
+class Sink(Protocol):
+    """What applies a coalesced batch: `MySQLSink`, or `D1Sink` for the reverse pipeline."""
+
+    def apply(self, changes: Sequence[Change]) -> ApplyResult: ...
 
 
 @dataclass
@@ -50,7 +58,7 @@ class _Pending:
 
 
 class BackgroundApplier:
-    def __init__(self, sink: MySQLSink, dlq: DeadLetterProducer) -> None:
+    def __init__(self, sink: Sink, dlq: DeadLetterProducer) -> None:
         self.sink = sink
         self.dlq = dlq
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="d1cdc-apply")

@@ -1,20 +1,21 @@
-"""SQL for the D1 sink (reverse pipeline, issue 16): version-guarded upserts in SQLite's
-dialect, each statement binding at most 100 parameters (D1's limit), framed by the no-echo
-marker. Pure: the statements are run by the sink as one `batch()` (D1's only transaction;
-one transaction for the SQLite file).
+"""SQL for the D1 sink (reverse pipeline, issue 16): version-guarded upserts and deletes in
+SQLite's dialect, each statement binding at most 100 parameters (D1's limit), framed by the
+no-echo marker. Pure: `consumers.d1_sink` runs the statements as one `batch()` (D1's only
+transaction; one transaction for the SQLite file).
 
-Version guard: `ON CONFLICT … DO UPDATE … WHERE (excluded.v…) >= ("t".v…)`, the same rule as
-the MySQL sink's `IF(VALUES(u) >= u, …)`: a tie applies (the later event wins), an older
-version never overwrites. Not covered here yet: tombstones for deletes (an old upsert after
-a delete would insert the row again) and NULL versions (SQLite's comparison with NULL is
-NULL, so such an update is skipped).
+Version guard: `ON CONFLICT … DO UPDATE … WHERE NOT (<stored newer than excluded>)`, the
+same rule as the MySQL sink's (`consumers.sql`): a tie applies (the later event wins), an
+older version never overwrites, NULL is the lowest version (a plain `>=` with a NULL is
+NULL in SQLite, and the update would be skipped). SQLite evaluates that WHERE against the
+stored row before any assignment, so unlike MySQL the order of the SET list does not
+matter. Tombstones (an old upsert after a delete) are not SQL's business: the sink plans
+against its side table (`consumers.plan`), as the MySQL sink does.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from worker.no_echo import MARKER_DDL, MARKER_TABLE
 from worker.schema.mapping import TableMapping
@@ -26,12 +27,14 @@ __all__ = [
     "Statement",
     "delete_statements",
     "framed",
+    "guarded_delete_statement",
     "upsert_statements",
 ]
 
 
-@dataclass(frozen=True)
-class Statement:
+class Statement(NamedTuple):
+    """One statement of a batch; a (sql, params) pair, what `batch()` of a source takes."""
+
     sql: str
     params: tuple[Any, ...]
 
@@ -41,8 +44,23 @@ def _row_value(prefix: str, columns: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else "(" + ", ".join(names) + ")"
 
 
-def upsert_statements(table: TableMapping, rows: Sequence[Mapping[str, Any]]) -> list[Statement]:
-    """Multi-row upserts of `rows` (source representation), ≤ MAX_PARAMS parameters each."""
+def stored_is_newer(stored: Sequence[str], incoming: Sequence[str]) -> str:
+    """SQL: the tuple `stored` > the tuple `incoming`, lexicographically, NULL lowest; never
+    NULL itself (`IS` is SQLite's NULL-safe equality, MySQL's `<=>`)."""
+    terms = []
+    for i, (s, n) in enumerate(zip(stored, incoming, strict=True)):
+        equal_prefix = [f"{stored[j]} IS {incoming[j]}" for j in range(i)]
+        greater = f"({s} IS NOT NULL AND ({n} IS NULL OR {s} > {n}))"
+        terms.append(" AND ".join([*equal_prefix, greater]))
+    return "(" + " OR ".join(terms) + ")"
+
+
+def upsert_statements(
+    table: TableMapping, rows: Sequence[Mapping[str, Any]], *, strict: bool = False
+) -> list[Statement]:
+    """Multi-row upserts of `rows` (source representation), ≤ MAX_PARAMS parameters each.
+
+    `strict` (backfill snapshots): only a strictly greater version replaces the stored row."""
     columns = table.column_names
     if len(columns) > MAX_PARAMS:
         raise ValueError(f"table {table.name!r} has more than {MAX_PARAMS} columns")
@@ -59,9 +77,14 @@ def upsert_statements(table: TableMapping, rows: Sequence[Mapping[str, Any]]) ->
     if updates:
         action = f"DO UPDATE SET {updates}"
         if table.version_columns:
-            newer = _row_value("excluded.", table.version_columns)
-            held = _row_value(f"{name}.", table.version_columns)
-            action += f" WHERE {newer} >= {held}"
+            incoming = [f"excluded.{quote_ident(c)}" for c in table.version_columns]
+            held = [f"{name}.{quote_ident(c)}" for c in table.version_columns]
+            applies = (
+                stored_is_newer(incoming, held)
+                if strict
+                else f"NOT {stored_is_newer(held, incoming)}"
+            )
+            action += f" WHERE {applies}"
     else:
         action = "DO NOTHING"
     statements = []
@@ -91,6 +114,21 @@ def delete_statements(table: TableMapping, keys: Sequence[Mapping[str, Any]]) ->
         sql = f"DELETE FROM {quote_ident(table.name)} WHERE {_row_value('', pk)} IN ({match})"
         statements.append(Statement(sql, tuple(key[c] for key in chunk for c in pk)))
     return statements
+
+
+def guarded_delete_statement(
+    table: TableMapping, key: Mapping[str, Any], versions: Sequence[Any]
+) -> Statement:
+    """Delete one key unless the stored row is newer than `versions` (the before-image's
+    version columns, source representation): a delete never removes a later write."""
+    pk = table.primary_key
+    where = [f"{quote_ident(c)} = ?{i + 1}" for i, c in enumerate(pk)]
+    held = [quote_ident(c) for c in table.version_columns]
+    # Numbered parameters (`?NNN`, supported by D1): the guard names each version twice.
+    incoming = [f"?{len(pk) + i + 1}" for i in range(len(held))]
+    where.append(f"NOT {stored_is_newer(held, incoming)}")
+    sql = f"DELETE FROM {quote_ident(table.name)} WHERE {' AND '.join(where)}"
+    return Statement(sql, (*(key[c] for c in pk), *versions))
 
 
 def framed(statements: Sequence[Statement]) -> list[Statement]:

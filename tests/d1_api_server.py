@@ -2,7 +2,9 @@
 
 It speaks the documented request/response shape — `POST /accounts/{a}/d1/database/{d}/query`
 with `{"sql", "params"}` → `{"success", "errors", "messages", "result": [{"results",
-"success", "meta"}]}` — enforces the bearer token and D1's 100-parameter limit, returns
+"success", "meta"}]}`, or `{"batch": [{"sql", "params"}, …]}` run as one transaction (all or
+nothing) with one `result` entry per statement — enforces the bearer token and D1's
+100-parameter limit per statement, returns
 BLOBs as arrays of byte values like D1 does, and can be told to fail the next requests
 (e.g. 429) to exercise the client's retries.
 """
@@ -30,7 +32,8 @@ class D1ApiServer(ThreadingHTTPServer):
         self.account = account
         self.database = database
         self.fail_next: list[int] = []  # HTTP statuses to answer with before serving again
-        self.queries: list[tuple[str, list[Any]]] = []
+        self.queries: list[tuple[str, list[Any]]] = []  # every statement, batched or not
+        self.requests = 0  # HTTP requests served (a batch is one)
         self.lock = threading.Lock()
 
     @property
@@ -39,22 +42,41 @@ class D1ApiServer(ThreadingHTTPServer):
         return f"http://{host!s}:{port}/client/v4"
 
 
-def _envelope(
-    results: list[dict[str, Any]] | None, errors: list[dict[str, Any]], changes: int = 0
-) -> bytes:
-    result = (
-        []
-        if results is None
-        else [
-            {
-                "results": results,
-                "success": True,
-                "meta": {"rows_read": len(results), "changes": changes},
-            }
-        ]
-    )
-    body = {"success": not errors, "errors": errors, "messages": [], "result": result}
+def _result(results: list[dict[str, Any]], changes: int) -> dict[str, Any]:
+    return {
+        "results": [
+            {k: list(v) if isinstance(v, bytes) else v for k, v in row.items()} for row in results
+        ],
+        "success": True,
+        "meta": {"rows_read": len(results), "changes": changes},
+    }
+
+
+def _envelope(result: list[dict[str, Any]] | None, errors: list[dict[str, Any]]) -> bytes:
+    body = {"success": not errors, "errors": errors, "messages": [], "result": result or []}
     return json.dumps(body).encode("utf-8")
+
+
+def _run(db_path: Path, statements: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+    """Every statement in one transaction; raises sqlite3.Error after rolling back."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        out = []
+        for sql, params in statements:
+            before = conn.total_changes
+            rows = [dict(r) for r in conn.execute(sql, params).fetchall()]
+            # D1's meta.changes counts trigger rows too
+            out.append(_result(rows, conn.total_changes - before))
+        conn.execute("COMMIT")
+        return out
+    except sqlite3.Error:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    finally:
+        conn.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -81,33 +103,28 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Authorization") != f"Bearer {self.server.token}":
             self._answer(401, _envelope(None, [{"code": 10000, "message": "Authentication error"}]))
             return
+        if "batch" in payload:
+            statements = [(q["sql"], q.get("params", [])) for q in payload["batch"]]
+        else:
+            statements = [(payload["sql"], payload.get("params", []))]
         with self.server.lock:
             failure = self.server.fail_next.pop(0) if self.server.fail_next else None
-            self.server.queries.append((payload["sql"], payload.get("params", [])))
+            self.server.requests += 1
+            self.server.queries.extend(statements)
         if failure is not None:
             error = [{"code": 971, "message": "Please wait and consider throttling"}]
             self._answer(failure, _envelope(None, error), {"Retry-After": "0"})
             return
-        params = payload.get("params", [])
-        if len(params) > 100:
+        if any(len(params) > 100 for _sql, params in statements):
             error = [{"code": 7500, "message": "too many SQL variables"}]
             self._answer(400, _envelope(None, error))
             return
         try:
-            conn = sqlite3.connect(self.server.db_path)
-            conn.row_factory = sqlite3.Row
-            before = conn.total_changes
-            rows = [dict(r) for r in conn.execute(payload["sql"], params).fetchall()]
-            changes = conn.total_changes - before  # D1's meta.changes counts trigger rows too
-            conn.commit()
-            conn.close()
+            result = _run(self.server.db_path, statements)
         except sqlite3.Error as exc:
             self._answer(400, _envelope(None, [{"code": 7500, "message": str(exc)}]))
             return
-        results = [
-            {k: list(v) if isinstance(v, bytes) else v for k, v in row.items()} for row in rows
-        ]
-        self._answer(200, _envelope(results, [], changes))
+        self._answer(200, _envelope(result, []))
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """The Cloudflare D1 HTTP query API as a source.
 
 `POST {base}/accounts/{account}/d1/database/{db}/query` with `{"sql", "params"}` answers
-`{"success", "errors", "messages", "result": [{"results", "success", "meta"}]}`. Limits that
+`{"success", "errors", "messages", "result": [{"results", "success", "meta"}]}`; with
+`{"batch": [{"sql", "params"}, …]}` it runs the statements as one transaction and answers
+one `result` entry per statement (the API's documented batch form). Limits that
 shape this client (DESIGN.md): ≤ 100 bound parameters per query, 30 s per query, 1,200
 requests per 5 minutes per account. 429 and 5xx are retried with exponential backoff
 (honouring `Retry-After`); other refusals are errors naming the HTTP status and D1's reason.
@@ -98,6 +100,21 @@ class D1HttpSource:
             raise ServiceError(f"D1 API ({self.name}) kept failing: {exc}") from None
         meta = body["result"][0].get("meta") or {}
         return int(meta.get("changes", 0))
+
+    def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run `statements` in ONE request, as one transaction (D1's `batch()`: all or
+        nothing); the rows changed by each, from D1's `meta.changes`. A retried batch may
+        have committed already: callers send only statements that are safe to repeat."""
+        if not statements:
+            return []
+        for _sql, params in statements:
+            check_param_count(params)
+        payload = {"batch": [{"sql": sql, "params": list(params)} for sql, params in statements]}
+        try:
+            body = self._post(payload)
+        except _Retryable as exc:
+            raise ServiceError(f"D1 API ({self.name}) kept failing: {exc}") from None
+        return [int((r.get("meta") or {}).get("changes", 0)) for r in body["result"]]
 
     def close(self) -> None:
         self._client.close()

@@ -14,8 +14,9 @@ from worker.sources.base import Row, check_param_count
 class SqliteSource:
     """Access to an SQLite file; safe to read while an application writes to it.
 
-    Read-only unless `writable` (capture install and the relay, which deletes shipped
-    change-log entries): the poller and the verifier must never write to the app's data.
+    Read-only unless `writable` (capture install, the relay, which deletes shipped
+    change-log entries, and the D1 sink of the reverse pipeline): the poller and the
+    verifier must never write to the app's data.
     """
 
     def __init__(self, path: Path, *, writable: bool = False) -> None:
@@ -49,6 +50,24 @@ class SqliteSource:
             self._conn.rollback()
             raise ServiceError(f"source statement failed on {self.name}: {exc}") from None
         return cursor.rowcount
+
+    def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run `statements` in one transaction, all or nothing, like D1's `batch()`; the rows
+        changed by each. `BEGIN IMMEDIATE` takes the write lock first, so a concurrent
+        writer makes it wait (up to the 30 s busy timeout), never fail halfway."""
+        for _sql, params in statements:
+            check_param_count(params)
+        changes = []
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for sql, params in statements:
+                changes.append(self._conn.execute(sql, tuple(params)).rowcount)
+            self._conn.commit()
+        except sqlite3.Error as exc:
+            if self._conn.in_transaction:
+                self._conn.rollback()
+            raise ServiceError(f"source batch failed on {self.name}: {exc}") from None
+        return changes
 
     def close(self) -> None:
         self._conn.close()
