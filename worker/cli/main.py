@@ -12,6 +12,7 @@ from worker.cli.backfill import backfill
 from worker.cli.capture import capture_app
 from worker.cli.consume import consume
 from worker.cli.context import GlobalOptions
+from worker.cli.cutover import cutover_app
 from worker.cli.demo import demo
 from worker.cli.dlq import dlq_app
 from worker.cli.doctor import doctor
@@ -50,6 +51,7 @@ app.command()(backfill)
 app.command()(rebuild)
 app.command()(verify)
 app.command()(status)
+app.add_typer(cutover_app, name="cutover")
 app.add_typer(dlq_app, name="dlq")
 app.command()(health)
 app.command()(demo)

@@ -1,4 +1,5 @@
-"""`d1cdc status`: lag, watermarks, dead letters and the cut-over readiness verdict."""
+"""`d1cdc status`: lag, watermarks, dead letters and the cut-over readiness verdict;
+`--reverse`: the same for the reverse pipeline (MySQL → D1) and the rollback verdict."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.cli.context import settings_from
-from worker.cli.status_report import Status, collect_status, readiness
+from worker.cli.status_report import (
+    FORWARD,
+    REVERSE,
+    Status,
+    collect_status,
+    readiness,
+    rollback_safety,
+)
 from worker.console import make_console
 from worker.db import target_engine
 from worker.schema.mapping import load_mapping
@@ -24,7 +32,8 @@ def _when(ms: int | None) -> str:
 
 
 def render(status: Status, reasons: list[str], console: Console) -> None:
-    table = Table(title="d1cdc status")
+    reverse = status.direction == REVERSE.name
+    table = Table(title="d1cdc status, reverse (MySQL → D1)" if reverse else "d1cdc status")
     for name in ("table", "events", "applied", "lag", "last applied (UTC)", "watermark"):
         table.add_column(name, justify="left" if name in ("table", "watermark") else "right")
     for t in status.tables:
@@ -39,6 +48,13 @@ def render(status: Status, reasons: list[str], console: Console) -> None:
         )
     console.print(table)
     console.print(f"dead letters pending: {status.dlq_pending}")
+    if reverse:
+        console.print(f"reverse group: {status.group_state}")
+        if reasons:
+            console.print("[bold red]rollback to D1: not safe[/] (" + "; ".join(reasons) + ")")
+        else:
+            console.print("[bold green]rollback to D1: safe[/]")
+        return
     capture = status.capture
     if capture is None:
         console.print("capture: not installed in the source (shim and backfill only)")
@@ -72,23 +88,40 @@ def status(
     verify_max_age_minutes: float = typer.Option(
         60.0, min=0, help="A clean verify must be newer than this to be ready."
     ),
+    reverse: bool = typer.Option(
+        False,
+        "--reverse",
+        help="The reverse pipeline (MySQL → D1, after cut-over) and whether a rollback to D1 "
+        "is safe.",
+    ),
 ) -> None:
-    """Show replication status; exit 0 when ready for cut-over, 1 when not."""
+    """Show replication status; exit 0 when ready for cut-over (with --reverse: when a
+    rollback to D1 is safe), 1 when not."""
     settings = settings_from(ctx)
     mapping = load_mapping(settings.mapping_path)
     engine = target_engine(settings, pool_size=1)
     try:
         current = collect_status(
-            settings, [t.name for t in mapping.in_level_order()], engine, mapping=mapping
+            settings,
+            [t.name for t in mapping.in_level_order()],
+            engine,
+            mapping=mapping,
+            direction=REVERSE if reverse else FORWARD,
         )
     finally:
         engine.dispose()
-    reasons = readiness(current, verify_max_age=timedelta(minutes=verify_max_age_minutes))
+    if reverse:
+        reasons = rollback_safety(current)
+    else:
+        reasons = readiness(current, verify_max_age=timedelta(minutes=verify_max_age_minutes))
     if as_json:
         run = current.last_verify
+        verdict = {"safe": not reasons} if reverse else {"ready": not reasons}
         body = {
-            "ready": not reasons,
+            "direction": current.direction,
+            **verdict,
             "reasons": reasons,
+            "group_state": current.group_state,
             "dlq_pending": current.dlq_pending,
             "capture": None
             if current.capture is None

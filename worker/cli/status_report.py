@@ -1,15 +1,21 @@
-"""Replication status and the cut-over readiness verdict.
+"""Replication status, the cut-over readiness verdict and the rollback verdict.
 
 Per table: lag (topic end offsets minus the apply group's committed offsets), the source time
 of the last applied event (read back from the message just before the committed offset,
-so no extra state is kept), and the backfill watermark. Globally: dead letters not yet
+so no extra state is kept), and the poller's watermark. Globally: dead letters not yet
 replayed, and the last verify run. `readiness` turns that into a verdict with reasons.
+
+One `Direction` says which pipeline is read: `FORWARD` (D1 → MySQL: `{prefix}.{table}`, the
+apply group, the backfill watermarks) or `REVERSE` (MySQL → D1 after cut-over, issue 16:
+`{prefix}.reverse.{table}`, the D1 sink's group, the reverse poller's watermarks).
+`rollback_safety` is the reverse side's verdict: may the app's writes go back to D1?
 """
 
 from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -19,10 +25,12 @@ from confluent_kafka.admin import AdminClient
 from sqlalchemy.engine import Engine
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_fixed
 
+from consumers.dlq import read_dead_letters
 from consumers.offsets import GroupProgress, group_progress
 from producers.capture_drift import find_drift
 from producers.capture_sql import CHANGES_TABLE
 from producers.changelog import ChangeLog
+from producers.reverse_poller import reverse_watermarks
 from producers.watermarks import TABLE_NAME as WATERMARKS_TABLE
 from producers.watermarks import WatermarkStore
 from worker.config import Settings
@@ -31,7 +39,7 @@ from worker.errors import D1cdcError, EnvelopeError, ServiceError
 from worker.kafka import admin_client, consumer_config
 from worker.schema.mapping import Mapping
 from worker.sources import open_source
-from worker.topics import dlq_topic, topic_for
+from worker.topics import dlq_topic, reverse_topic_for, topic_for
 from worker.verify.record import VerifyRun, last_run
 
 _SETTLING = {
@@ -47,6 +55,19 @@ def dlq_ack_group(group_id: str) -> str:
     """The group whose DLQ offsets mark what `dlq replay` re-submitted (status reads it)."""
     return group_id + DLQ_ACK_GROUP_SUFFIX
 
+
+@dataclass(frozen=True)
+class Direction:
+    """Which pipeline a status reads: its table topics, its apply group, its watermarks."""
+
+    name: str
+    topic_of: Callable[[str, str], str]
+    group_of: Callable[[Settings], str]
+    watermarks: Callable[[Engine], WatermarkStore]
+
+
+FORWARD = Direction("forward", topic_for, lambda s: s.group_id, WatermarkStore)
+REVERSE = Direction("reverse", reverse_topic_for, lambda s: s.reverse_group_id, reverse_watermarks)
 
 LOOK_BACK_MESSAGES = 3  # read back this many messages per partition for "last applied"
 
@@ -103,13 +124,19 @@ _TABLES_SQL = "SELECT name FROM sqlite_master WHERE type = 'table'"
 class Status:
     tables: list[TableStatus] = field(default_factory=list)
     dlq_pending: int = 0
-    last_verify: VerifyRun | None = None
+    last_verify: VerifyRun | None = None  # forward only: verify compares D1 with MySQL
     group_state: str = "UNKNOWN"  # of the apply group: STABLE, EMPTY, …REBALANCE
-    capture: CaptureStatus | None = None
+    capture: CaptureStatus | None = None  # forward only
+    direction: str = FORWARD.name
 
     @property
     def total_lag(self) -> int:
         return sum(t.lag for t in self.tables)
+
+    @property
+    def rebalancing(self) -> bool:
+        """The group is moving partitions: its committed offsets may be about to change."""
+        return "REBALANC" in self.group_state
 
 
 def _retriable(exc: BaseException) -> bool:
@@ -147,15 +174,28 @@ def _last_applied_ms(reader: Consumer, committed: list[TopicPartition]) -> int |
     return newest
 
 
-def _watermarks(engine: Engine) -> dict[str, str]:
-    """Each table's backfill watermark, described; none before the first backfill."""
+def _watermarks(engine: Engine, direction: Direction) -> dict[str, str]:
+    """Each table's poller watermark, described; none before the first backfill."""
     with engine.connect() as conn:
         if not sa.inspect(conn).has_table(WATERMARKS_TABLE):
             return {}  # checked first: WatermarkStore would create the table
     return {
         table: f"{mark.phase}, version={mark.version}, rows={mark.rows_emitted}"
-        for table, mark in WatermarkStore(engine).all().items()
+        for table, mark in direction.watermarks(engine).all().items()
     }
+
+
+def _reverse_dead_letters(settings: Settings) -> int:
+    """Pending dead letters whose event came from a reverse topic. Both directions share
+    the dead-letter topic and `dlq replay` acknowledges for the apply group, so this reads
+    the pending entries and counts those of the D1 sink (their origin topic says so)."""
+    reverse = reverse_topic_for(settings.topic_prefix, "")
+    pending = read_dead_letters(
+        settings.kafka_bootstrap,
+        dlq_topic(settings.topic_prefix),
+        pending_for=dlq_ack_group(settings.group_id),
+    )
+    return sum(1 for r in pending if r.topic.startswith(reverse))
 
 
 def collect_status(
@@ -165,24 +205,27 @@ def collect_status(
     *,
     last_applied: bool = True,
     mapping: Mapping | None = None,
+    direction: Direction = FORWARD,
 ) -> Status:
     """Read everything `status` shows; raise ServiceError when Kafka cannot answer.
 
     `last_applied=False` skips reading messages back (cheap enough to poll every second).
+    The capture state (with `mapping`) and the last verify run belong to `FORWARD` only.
     """
     prefix = settings.topic_prefix
     reader_cfg = consumer_config(settings.kafka_bootstrap, f"d1cdc-status-{uuid.uuid4().hex[:8]}")
     reader = Consumer(reader_cfg)
-    status = Status()
+    status = Status(direction=direction.name)
+    topic_of = direction.topic_of
     try:
         admin = admin_client(settings.kafka_bootstrap)
         existing = set(admin.list_topics(timeout=10).topics)
-        watermarks = _watermarks(engine)
-        topics = [topic_for(prefix, t) for t in tables if topic_for(prefix, t) in existing]
-        progress = _progress(admin, settings.group_id, topics)
+        watermarks = _watermarks(engine, direction)
+        topics = [topic_of(prefix, t) for t in tables if topic_of(prefix, t) in existing]
+        progress = _progress(admin, direction.group_of(settings), topics)
         status.group_state = progress.group_state
         for table in tables:
-            topic = topic_for(prefix, table)
+            topic = topic_of(prefix, table)
             row = TableStatus(table, watermark=watermarks.get(table))
             if topic in existing:
                 parts = [p for p in progress.ends if p[0] == topic]
@@ -195,15 +238,18 @@ def collect_status(
                     row.last_applied_ms = _last_applied_ms(reader, committed)
             status.tables.append(row)
         dlq = dlq_topic(prefix)
-        if dlq in existing:
+        if dlq in existing and direction is FORWARD:
             status.dlq_pending = _progress(admin, dlq_ack_group(settings.group_id), [dlq]).total_lag
+        elif dlq in existing:
+            status.dlq_pending = _reverse_dead_letters(settings)
     except KafkaException as exc:
         raise ServiceError(f"Kafka {settings.kafka_bootstrap}: {exc}") from None
     finally:
         reader.close()
-    status.last_verify = last_run(engine)
-    if mapping is not None:
-        status.capture = collect_capture(settings, mapping)
+    if direction is FORWARD:
+        status.last_verify = last_run(engine)
+        if mapping is not None:
+            status.capture = collect_capture(settings, mapping)
     return status
 
 
@@ -234,4 +280,30 @@ def readiness(status: Status, *, verify_max_age: timedelta) -> list[str]:
     elif now - run.finished_at > verify_max_age:
         minutes = (now - run.finished_at).total_seconds() / 60
         reasons.append(f"last clean verify is {minutes:.0f} min old")
+    return reasons
+
+
+def rollback_safety(status: Status) -> list[str]:
+    """Reasons the app's writes may NOT go back to D1 yet (a `REVERSE` status); empty: safe.
+
+    Safe when the D1 sink's group has applied every reverse event (lag 0, not in a
+    rebalance), none of its events waits in the dead-letter topic, and the reverse poller
+    has a watermark for every table (without one it never read that table: D1 may lack
+    what the app wrote to MySQL there).
+    """
+    reasons = []
+    if status.total_lag:
+        lagging = [f"{t.table}={t.lag}" for t in status.tables if t.lag]
+        reasons.append(f"reverse lag {status.total_lag} ({', '.join(lagging[:5])})")
+    if status.rebalancing:
+        reasons.append(f"the reverse group is rebalancing ({status.group_state})")
+    if status.dlq_pending:
+        reasons.append(f"{status.dlq_pending} dead-lettered reverse event(s) not replayed")
+    unmarked = [t.table for t in status.tables if t.watermark is None]
+    if unmarked:
+        reasons.append(
+            f"no reverse watermark for {', '.join(unmarked[:5])}"
+            + (f" and {len(unmarked) - 5} more" if len(unmarked) > 5 else "")
+            + " (`d1cdc cutover start` writes them)"
+        )
     return reasons

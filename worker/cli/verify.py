@@ -1,4 +1,11 @@
-"""`d1cdc verify`: compare source and target per table; exit 0 clean, 1 differences, 2 error."""
+"""`d1cdc verify`: compare source and target per table; exit 0 clean, 1 differences, 2 error.
+
+`--reverse` (after cut-over, issue 16) runs the same comparison with MySQL as the truth:
+"missing" are rows MySQL has and D1 lacks, "extra" rows only D1 has; `--fix --reverse`
+re-emits MySQL's side of every difference as reverse events, for the D1 sink to apply
+(D1 is never written here). A reverse run is not recorded in `_d1cdc_verify_runs`: that
+record is the forward cut-over's evidence (`status`, `cutover check`).
+"""
 
 from __future__ import annotations
 
@@ -11,19 +18,22 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
 from producers.emitter import ChangeEmitter
+from producers.reverse_events import REVERSE_ORIGIN, reverse_delete, reverse_upsert
 from worker.cli.context import settings_from
 from worker.config import Settings
 from worker.console import make_console
 from worker.db import target_engine
-from worker.errors import D1cdcError
+from worker.errors import ConfigError, D1cdcError
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
 from worker.sources import Source, open_source
 from worker.sources.base import quote_ident
+from worker.topics import reverse_topic_for
 from worker.verify.fix import emit_fixes
 from worker.verify.metrics_file import write_verify_metrics
-from worker.verify.readers import SourceChunks
+from worker.verify.readers import SourceChunks, TargetChunks
 from worker.verify.record import record_run
 from worker.verify.runner import TableReport, verifier_for
 
@@ -35,11 +45,14 @@ def _count(source: Source, table: str) -> int:
     return int(rows[0]["n"])
 
 
-def render_table(reports: list[TableReport], console: Console) -> None:
-    table = Table(title="d1cdc verify")
+def render_table(reports: list[TableReport], console: Console, *, reverse: bool = False) -> None:
+    table = Table(title="d1cdc verify, MySQL as the truth" if reverse else "d1cdc verify")
     table.add_column("table")
     for name in COLUMNS:
-        table.add_column(name.replace("_", " "), justify="right")
+        label = name.replace("_", " ")
+        if reverse and name in ("missing", "extra"):
+            label += " in D1"
+        table.add_column(label, justify="right")
     table.add_column("samples / error")
     for r in reports:
         detail = r.error or (json.dumps(r.samples, default=str) if r.samples else "")
@@ -72,8 +85,16 @@ def verify(
     metrics_file: Path | None = typer.Option(
         None, help="Also write the result as a Prometheus textfile (for the row-delta alert)."
     ),
+    reverse: bool = typer.Option(
+        False,
+        "--reverse",
+        help="After cut-over: MySQL is the truth (missing = not in D1); --fix re-emits "
+        "MySQL's rows as reverse events for `consume --into d1`.",
+    ),
 ) -> None:
     """Compare every row of the source with the target, chunk by chunk, in key order."""
+    if reverse and metrics_file is not None:
+        raise ConfigError("verify --reverse --metrics-file: the row-delta metrics are forward's")
     settings = settings_from(ctx)
     # A D1cdcError here (no mapping, unknown table, no source) is one line and exit 2.
     mapping = load_mapping(settings.mapping_path)
@@ -106,13 +127,20 @@ def verify(
                 on_progress=functools.partial(progress.advance, task),
             )
             try:
-                reports.append(verifier.run())
+                report = verifier.run()
             except D1cdcError as exc:
-                reports.append(TableReport(table.name, error=str(exc)))
-    record_run(engine, reports)
+                report = TableReport(table.name, error=str(exc))
+            reports.append(report.with_target_as_truth() if reverse else report)
+    if not reverse:
+        record_run(engine, reports)
     if metrics_file is not None:
         write_verify_metrics(metrics_file, reports)
-    emitted = _fix(settings, mapping, chosen, reports, source) if fix else 0
+    if fix and reverse:
+        emitted = _fix_reverse(settings, chosen, reports, engine)
+    elif fix:
+        emitted = _fix(settings, mapping, chosen, reports, source)
+    else:
+        emitted = 0
     engine.dispose()
     if as_json:
         body = {
@@ -123,9 +151,10 @@ def verify(
         json.dump(body, sys.stdout, default=str, indent=2)
         sys.stdout.write("\n")
     else:
-        render_table(reports, make_console())
+        render_table(reports, make_console(), reverse=reverse)
         if fix:
-            typer.echo(f"fix: re-emitted {emitted} event(s) through Kafka (origin 'fix')")
+            origin = REVERSE_ORIGIN if reverse else "fix"
+            typer.echo(f"fix: re-emitted {emitted} event(s) through Kafka (origin '{origin}')")
     if any(r.error for r in reports):
         raise typer.Exit(2)
     if not all(r.clean for r in reports):
@@ -145,5 +174,36 @@ def _fix(
     for report in reports:
         if not report.clean and report.error is None:
             emitted += emit_fixes(report, SourceChunks(source, by_name[report.table]), emitter)
+    emitter.flush()
+    return emitted
+
+
+def _fix_reverse(
+    settings: Settings,
+    chosen: list[TableMapping],
+    reports: list[TableReport],
+    engine: Engine,
+) -> int:
+    """MySQL's side of every difference as a reverse event: its current row for a key D1
+    lacks or holds differently, a delete for a key only D1 has (reports with MySQL as the
+    truth, keys as MySQL holds them)."""
+    emitter = ChangeEmitter.from_settings(
+        settings, topic_of=reverse_topic_for, origin=REVERSE_ORIGIN
+    )
+    emitted = 0
+    by_name = {t.name: t for t in chosen}
+    for report in reports:
+        if report.clean or report.error is not None:
+            continue
+        table = by_name[report.table]
+        for values in TargetChunks(engine, table).by_keys(
+            [*report.missing_keys, *report.mismatched_keys]
+        ):
+            emitter.emit(reverse_upsert(table, dict(zip(table.column_names, values, strict=True))))
+            emitted += 1
+        for key in report.extra_keys:
+            event = reverse_delete(table, dict(zip(table.primary_key, key, strict=True)))
+            emitter.delete(table.name, event.key, origin=event.origin, ts_ms=event.ts_ms)
+            emitted += 1
     emitter.flush()
     return emitted

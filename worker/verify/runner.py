@@ -6,6 +6,7 @@ Memory is bounded by the chunk size plus the (capped) list of differing keys.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -50,19 +51,40 @@ class TableReport:
     missing_keys: list[Key] = field(default_factory=list, repr=False)
     mismatched_keys: list[Key] = field(default_factory=list, repr=False)
     extra_keys: list[Key] = field(default_factory=list, repr=False)
+    # Which side is the truth: "target" means missing/extra are rows absent from/only in D1.
+    truth: str = "source"
 
     @property
     def clean(self) -> bool:
         return self.error is None and not (self.mismatched or self.missing or self.extra)
 
+    def with_target_as_truth(self) -> TableReport:
+        """The same comparison seen from MySQL (`verify --reverse`, after cut-over): missing
+        = rows MySQL has and D1 lacks, extra = rows only D1 has."""
+        names = {"missing_in_target": "extra_in_d1", "extra_in_target": "missing_in_d1"}
+        return dataclasses.replace(
+            self,
+            missing=self.extra,
+            extra=self.missing,
+            missing_keys=self.extra_keys,
+            extra_keys=self.missing_keys,
+            samples={names.get(k, k): v for k, v in self.samples.items()},
+            truth="target",
+        )
+
     def as_dict(self) -> dict[str, Any]:
+        missing, extra = (
+            ("missing_in_d1", "extra_in_d1")
+            if self.truth == "target"
+            else ("missing_in_target", "extra_in_target")
+        )
         return {
             "table": self.table,
             "processed": self.processed,
             "matching": self.matching,
             "mismatched": self.mismatched,
-            "missing_in_target": self.missing,
-            "extra_in_target": self.extra,
+            missing: self.missing,
+            extra: self.extra,
             "in_flight": self.in_flight,
             "samples": self.samples,
             "error": self.error,
