@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,9 @@ from tests.simple_mapping import versioned_table
 from tests.test_status import commit_to_end
 from tests.test_status_reverse import cli_env
 from worker.cli.backfill import run_backfill
+from worker.cli.cutover import cutover_checks
 from worker.cli.main import app
+from worker.cli.status_report import CaptureStatus, Status, TableStatus
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.kafka import admin_client
@@ -28,10 +30,8 @@ from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping
 from worker.schema.writer import write_mapping
 from worker.topics import reverse_topic_for
-from worker.verify.record import record_run
+from worker.verify.record import VerifyRun, record_run
 from worker.verify.runner import TableReport
-
-pytestmark = pytest.mark.integration
 
 MAPPING: Mapping = versioned_table("note", body="text")
 BASE_MS = 1_767_000_000_000
@@ -72,6 +72,7 @@ def checks(settings: Settings) -> tuple[int, dict[str, bool]]:
     return code, {c["name"]: c["ok"] for c in json.loads(out)["checks"]}
 
 
+@pytest.mark.integration
 def test_check_is_not_safe_while_forward_lags_and_safe_once_applied_and_verified(
     replica: tuple[Settings, sa.Engine],
 ) -> None:
@@ -96,6 +97,7 @@ def test_check_is_not_safe_while_forward_lags_and_safe_once_applied_and_verified
     assert "safe to switch writes to MySQL" in text
 
 
+@pytest.mark.integration
 def test_start_writes_reverse_marks_and_topics_once_and_rollback_clears_them(
     replica: tuple[Settings, sa.Engine],
 ) -> None:
@@ -139,3 +141,29 @@ def test_start_writes_reverse_marks_and_topics_once_and_rollback_clears_them(
     assert reverse_watermarks(engine).all() == {}
     assert cutover(settings, "rollback")[1].startswith("no cut-over in progress")
     assert cutover(settings, "start")[0] == 0
+
+
+def test_checks_fail_on_unshipped_change_log_rebalance_and_stale_verify() -> None:
+    """Cut-over needs an empty change log (not only a relay within its alert threshold), a
+    group that is not moving partitions, and a clean verify younger than the limit."""
+    now = datetime.now(UTC).replace(tzinfo=None)
+    status = Status(
+        tables=[TableStatus("note", end_offset=3, committed=3)],
+        last_verify=VerifyRun(now - timedelta(minutes=90), clean=True, tables=1, differences=0),
+        group_state="PREPARING_REBALANCING",
+        capture=CaptureStatus(depth=2, lag_s=1.0),
+    )
+    found = {c.name: c for c in cutover_checks(status, verify_max_age=timedelta(minutes=60))}
+    assert {name: c.ok for name, c in found.items()} == {
+        "forward lag": False,
+        "capture": False,
+        "verify": False,
+        "dead letters": True,
+    }
+    assert "rebalancing" in found["forward lag"].detail
+    assert "change log holds 2 entries" in found["capture"].detail
+    assert "too old" in found["verify"].detail
+
+    status.group_state, status.capture = "STABLE", CaptureStatus()
+    status.last_verify = VerifyRun(now, clean=True, tables=1, differences=0)
+    assert all(c.ok for c in cutover_checks(status, verify_max_age=timedelta(minutes=60)))

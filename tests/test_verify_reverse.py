@@ -36,13 +36,14 @@ def test_row_only_in_mysql_is_missing_and_fix_re_emits_it_as_a_reverse_event(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     """A row the app wrote to MySQL after cut-over is "missing" (in D1), a row only D1 has is
-    "extra"; --fix emits an upsert of MySQL's row (source representation) and a delete."""
+    "extra"; --fix emits MySQL's rows (source representation) for the missing and the
+    mismatched key, and a delete for the extra one."""
     source, mapping = tmp_path / "d1.sqlite", tmp_path / "mapping.toml"
     with sqlite3.connect(source) as conn:
         conn.execute('CREATE TABLE note (id TEXT PRIMARY KEY, body TEXT, "updatedAt" INTEGER)')
         conn.executemany(
             "INSERT INTO note VALUES (?, ?, ?)",
-            [("n1", "same", BASE_MS), ("n2", "same", BASE_MS), ("old", "gone", BASE_MS)],
+            [("n1", "same", BASE_MS), ("n2", "stale", BASE_MS), ("old", "gone", BASE_MS)],
         )
     write_mapping(MAPPING, mapping)
     settings = make_settings(source_path=source, mapping_path=mapping)
@@ -73,19 +74,24 @@ def test_row_only_in_mysql_is_missing_and_fix_re_emits_it_as_a_reverse_event(
     assert result.exit_code == 1, result.stdout
     body = json.loads(result.stdout)
     report = body["tables"][0]
-    assert (report["missing_in_d1"], report["extra_in_d1"], report["mismatched"]) == (1, 1, 0)
-    assert report["samples"] == {"missing_in_d1": [["new"]], "extra_in_d1": [["old"]]}
-    assert body["fix_events"] == 2
+    assert (report["missing_in_d1"], report["extra_in_d1"], report["mismatched"]) == (1, 1, 1)
+    assert report["samples"]["missing_in_d1"] == [["new"]]
+    assert report["samples"]["extra_in_d1"] == [["old"]]
+    assert body["fix_events"] == 3
     assert last_run(engine) is None  # the forward cut-over's evidence is not touched
 
     messages = read_topic(
         settings.kafka_bootstrap, reverse_topic_for(settings.topic_prefix, "note")
     )
     events = [decode_event(value) for _key, value in messages if value is not None]
-    upsert, delete = sorted(events, key=lambda e: e.op, reverse=True)
-    assert (upsert.op, upsert.origin, upsert.key) == ("upsert", "reverse", {"id": "new"})
-    assert upsert.row == {"id": "new", "body": "after cut-over", "updatedAt": 1_767_323_045_006}
-    assert (delete.op, delete.origin, delete.key) == ("delete", "reverse", {"id": "old"})
+    upserts = {e.key["id"]: e.row for e in events if e.op == "upsert"}
+    assert upserts == {
+        "new": {"id": "new", "body": "after cut-over", "updatedAt": 1_767_323_045_006},
+        "n2": {"id": "n2", "body": "same", "updatedAt": BASE_MS},
+    }
+    [delete] = [e for e in events if e.op == "delete"]
+    assert (delete.key, delete.row) == ({"id": "old"}, None)
+    assert {e.origin for e in events} == {"reverse"}
     assert [v for _k, v in messages].count(None) == 1  # the delete's tombstone
     with sqlite3.connect(source) as conn:  # D1 itself untouched: the D1 sink applies them
         assert conn.execute("SELECT count(*) FROM note").fetchone() == (3,)
