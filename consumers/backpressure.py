@@ -1,4 +1,5 @@
-"""Backpressure while MySQL is unavailable: pause, rewind, keep polling, probe, resume.
+"""Backpressure while the target (MySQL, or D1 for the reverse pipeline) is unavailable:
+pause, rewind, keep polling, probe, resume.
 
 Sleeping in the loop would exceed `max.poll.interval.ms` and get the worker evicted from
 its group (DESIGN.md, "Kafka facts"). Instead the partitions are paused — `consume()` keeps
@@ -10,15 +11,13 @@ decides when to resume.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
-from sqlalchemy.engine import Engine
 
 from consumers.change import MessageRef
 from consumers.offsets import Partition, rewind_offsets
 from worker import metrics
-from worker.db import ping
 from worker.errors import ServiceError
 from worker.logs import get_logger
 
@@ -27,8 +26,12 @@ PROBE_EVERY_S = 3.0
 
 
 class Backpressure:
-    def __init__(self, engine: Engine, health: metrics.Health) -> None:
-        self.engine = engine
+    def __init__(
+        self, probe: Callable[[], None], health: metrics.Health, *, target: str = "MySQL"
+    ) -> None:
+        """`probe` raises `ServiceError` while the target (named `target` in logs) is down."""
+        self.probe = probe
+        self.target = target
         self.health = health
         self.rewind: dict[Partition, int] | None = None  # set while paused
         self._next_probe = 0.0
@@ -39,7 +42,7 @@ class Backpressure:
 
     def pause(self, consumer: Consumer, failed: Iterable[MessageRef], reason: str) -> None:
         """Stop fetching; rewind to the failed batch's first offsets; never commit it."""
-        log.error("apply failed; pausing partitions until MySQL answers", error=reason)
+        log.error(f"apply failed; pausing partitions until {self.target} answers", error=reason)
         self.health.mysql_ok = False
         self.rewind = rewind_offsets(failed)
         metrics.PAUSED.set(1)
@@ -67,12 +70,12 @@ class Backpressure:
         if self.rewind is None or time.monotonic() < self._next_probe:
             return
         try:
-            ping(self.engine)
+            self.probe()
         except ServiceError as exc:
-            log.warning("MySQL still unavailable", error=str(exc))
+            log.warning(f"{self.target} still unavailable", error=str(exc))
             self._next_probe = time.monotonic() + PROBE_EVERY_S
             return
-        log.info("MySQL is back; resuming")
+        log.info(f"{self.target} is back; resuming")
         self.health.mysql_ok = True
         self._seek(consumer)  # again: a fetch that raced the first seek must not win
         consumer.resume(consumer.assignment())

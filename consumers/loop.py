@@ -17,6 +17,12 @@ nothing, the partitions being someone else's.
 When MySQL stays unavailable beyond the in-process retries, the loop pauses its
 partitions, seeks back to the failed batch's first offsets and keeps polling (so the group
 keeps it), probing MySQL every few seconds; it resumes when the probe succeeds.
+
+`into="d1"` runs the reverse pipeline after cut-over: the reverse topics, in their own
+consumer group (`reverse_group_id`), applied by `D1Sink` to the source (the SQLite file or
+D1's API); D1 is then what is probed, and the MySQL start check and tombstone pruning do
+not run (`consumers.d1_sink` keeps its tombstones in D1). Which topics each direction
+reads is `consumers.subscription`: a forward loop never reads a reverse topic.
 """
 
 from __future__ import annotations
@@ -31,11 +37,12 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from sqlalchemy.engine import Engine
 
-from consumers.applier import AppliedBatch, BackgroundApplier, FailedBatch
+from consumers.applier import AppliedBatch, BackgroundApplier, FailedBatch, Sink
 from consumers.backpressure import Backpressure
 from consumers.change import MessageRef
 from consumers.coalesce import coalesce_batch
 from consumers.collisions import HeldCollisions
+from consumers.d1_sink import D1Sink
 from consumers.decode import decode_batch
 from consumers.dlq import DeadLetterProducer
 from consumers.ledger import OffsetLedger
@@ -49,6 +56,7 @@ from consumers.offsets import (
 from consumers.retry import MYSQL_ERRORS
 from consumers.row_versions import prune_tombstones
 from consumers.sink import MySQLSink
+from consumers.subscription import Into, check_table_names, subscribed_topics, subscription
 from worker import metrics
 from worker.config import Settings
 from worker.db import ping, target_engine
@@ -57,7 +65,8 @@ from worker.kafka import admin_client, consumer_config
 from worker.logs import get_logger
 from worker.schema.mapping import Mapping
 from worker.signals import stop_on_signals
-from worker.topics import dlq_topic, ensure_topics, topic_for
+from worker.sources import WritableSource, open_source
+from worker.topics import dlq_topic, ensure_topics
 
 log = get_logger(__name__)
 
@@ -95,11 +104,17 @@ class ConsumeLoop:
         engine: Engine | None = None,
         health: metrics.Health | None = None,
         consumer_overrides: dict[str, object] | None = None,
+        into: Into = "mysql",
     ) -> None:
         self.settings = settings
         self.mapping = mapping
         self.tables = list(tables) if tables else None
-        self.engine = engine or target_engine(settings)
+        self.into: Into = into
+        check_table_names(mapping.tables, into, self.tables)
+        # The reverse direction has its own group: its progress is not the forward one's.
+        self.group_id = settings.reverse_group_id if into == "d1" else settings.group_id
+        self.engine: Engine | None = None  # MySQL, forward only
+        self.source: WritableSource | None = None  # D1 or its file, reverse only
         self.health = health or metrics.Health()
         self.ledger = OffsetLedger()
         self.held = HeldCollisions(settings.consumer_unique_retry_s)
@@ -110,18 +125,26 @@ class ConsumeLoop:
             # Last, so no override can take it: without it no offset is ever acknowledged.
             "on_commit": self.ledger.on_commit,
         }
-        self.sink = MySQLSink(
-            self.engine,
-            mapping,
-            rows_per_statement=settings.rows_per_statement,
-            rows_per_transaction=settings.rows_per_transaction,
-        )
+        self.sink: Sink
+        if into == "d1":
+            self.source = open_source(settings, writable=True)
+            self.sink = D1Sink(self.source, mapping)
+            probe, target = self._probe_d1, "D1"
+        else:
+            self.engine = engine or target_engine(settings)
+            self.sink = MySQLSink(
+                self.engine,
+                mapping,
+                rows_per_statement=settings.rows_per_statement,
+                rows_per_transaction=settings.rows_per_transaction,
+            )
+            probe, target = self._probe_mysql, "MySQL"
         self._stop = threading.Event()
         self._admin = admin_client(settings.kafka_bootstrap)
         self._until: dict[Partition, int] | None = None
         self._on_progress: Callable[[GroupProgress], None] | None = None
         self._next_not_yet_log = 0.0
-        self.backpressure = Backpressure(self.engine, self.health)
+        self.backpressure = Backpressure(probe, self.health, target=target)
         self.outcome = LoopOutcome()
         self._applier: BackgroundApplier | None = None  # set while `run` runs
 
@@ -129,6 +152,13 @@ class ConsumeLoop:
     def stop(self) -> None:
         """Ask the loop to finish its current batch, commit, leave the group and return."""
         self._stop.set()
+
+    def close(self) -> None:
+        """Release the target's connections (after `run`)."""
+        if self.engine is not None:
+            self.engine.dispose()
+        if self.source is not None:
+            self.source.close()
 
     def run(
         self,
@@ -158,18 +188,13 @@ class ConsumeLoop:
         consumer = Consumer(
             consumer_config(
                 self.settings.kafka_bootstrap,
-                self.settings.group_id,
+                self.group_id,
                 protocol=self.settings.consumer_group_protocol,
                 **self.consumer_overrides,
             )
         )
-        subscription = (
-            [topic_for(prefix, t) for t in self.tables]
-            if self.tables
-            else [f"^{prefix}\\.[^_].*"]  # every table topic; not `{prefix}._dlq`
-        )
         consumer.subscribe(
-            subscription,
+            subscription(prefix, self.into, self.tables),
             on_assign=self._on_assign,
             on_revoke=self._on_revoke,
             on_lost=self._on_lost,
@@ -178,7 +203,7 @@ class ConsumeLoop:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         self._applier = BackgroundApplier(self.sink, dlq)
         try:
-            self._check_mysql()
+            self._check_target()
             self._prune()
             self._loop(consumer, until_caught_up, deadline)
             self._finish(consumer)  # the batch in flight: commit it before leaving
@@ -251,18 +276,15 @@ class ConsumeLoop:
                 self._prune()
 
     def _subscribed_topics(self) -> list[str]:
+        """The topics "caught up" counts: exactly this direction's subscription."""
         prefix = self.settings.topic_prefix
-        if self.tables:
-            return [topic_for(prefix, t) for t in self.tables]
-        names = self._admin.list_topics(timeout=10).topics
-        return sorted(n for n in names if n.startswith(f"{prefix}.") and n != dlq_topic(prefix))
+        names = [] if self.tables else self._admin.list_topics(timeout=10).topics
+        return subscribed_topics(prefix, self.into, self.tables, names)
 
     def _group_progress(self) -> GroupProgress | None:
         """The group's committed progress, or None while Kafka cannot say (asked again)."""
         try:
-            progress = group_progress(
-                self._admin, self.settings.group_id, self._subscribed_topics()
-            )
+            progress = group_progress(self._admin, self.group_id, self._subscribed_topics())
         except KafkaException as exc:
             log.info("group progress unknown for now", error=str(exc))
             return None
@@ -387,15 +409,25 @@ class ConsumeLoop:
         self.held.release(partitions)
         self.health.assigned = bool(set(consumer.assignment()) - set(partitions))
 
-    def _check_mysql(self) -> None:
+    def _probe_mysql(self) -> None:
+        assert self.engine is not None
+        ping(self.engine)
+
+    def _probe_d1(self) -> None:
+        assert self.source is not None
+        self.source.query("SELECT 1")
+
+    def _check_target(self) -> None:
         """Readiness from the start; an unreachable target is handled by the first batch."""
         try:
-            ping(self.engine)
-            self.health.mysql_ok = True
+            self.backpressure.probe()
+            self.health.mysql_ok = True  # the readiness flag of whichever target
         except ServiceError as exc:
-            log.warning("MySQL target unreachable at start", error=str(exc))
+            log.warning(f"{self.backpressure.target} target unreachable at start", error=str(exc))
 
     def _prune(self) -> None:
+        if self.engine is None:
+            return  # the D1 sink's tombstones are not pruned: it runs until cleanup only
         try:
             pruned = prune_tombstones(self.engine, self.settings.tombstone_retention_hours)
         except (*MYSQL_ERRORS, sa.exc.SQLAlchemyError) as exc:
@@ -414,4 +446,4 @@ def run_until_caught_up(
     try:
         return loop.run(until_caught_up=True, timeout_s=timeout_s)
     finally:
-        loop.engine.dispose()
+        loop.close()

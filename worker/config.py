@@ -149,6 +149,12 @@ class Settings(BaseSettings):
     )
 
     # -- apply -------------------------------------------------------------------------
+    consume_into: Literal["mysql", "d1"] = Field(
+        "mysql",
+        description="What `consume` applies: mysql = the table topics into the MySQL target; "
+        "d1 = the reverse topics ({prefix}.reverse.{table}, after cut-over) into the source "
+        "(the SQLite file or D1's API), in the group D1CDC_REVERSE_GROUP_ID.",
+    )
     batch_size: int = Field(500, ge=1, le=100_000, description="Events per consume batch.")
     rows_per_statement: int = Field(
         500, ge=1, le=100_000, description="Rows per multi-row upsert (PlanetScale: ≤100k)."

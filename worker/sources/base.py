@@ -29,10 +29,16 @@ class Source(Protocol):
 
 
 class WritableSource(Source, Protocol):
-    """A source d1cdc may also write to: only its own capture tables and triggers."""
+    """A source d1cdc may also write to: its own capture tables and triggers, and (the D1
+    sink of the reverse pipeline, after cut-over) the app's tables."""
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one writing statement in its own transaction; return the rows changed."""
+        ...
+
+    def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run (sql, params) statements, each ≤ MAX_PARAMS parameters, as ONE transaction
+        (D1's `batch()`, its only one): all or nothing; the rows changed by each."""
         ...
 
 
