@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from producers.backfill import Backfill, BackfillOptions, ProgressSink
@@ -103,3 +104,23 @@ def start_marks(mysql: Engine, tables: list[TableMapping]) -> dict[str, Watermar
         rows = reader.query(f"SELECT max({version}) AS v FROM {MYSQL.quote(table.name)}")
         marks[table.name] = Watermark("incremental", version=rows[0]["v"] if rows else None)
     return marks
+
+
+def unread_rows(mysql: Engine, table: TableMapping, mark: Watermark | None) -> int | None:
+    """Rows of `table` MySQL holds at a version newer than the reverse poller has read and
+    Kafka acknowledged (0: the poller is current); None when a watermark cannot say (a
+    table without a version column is re-read whole every cycle)."""
+    if not table.version_columns or not sa.inspect(mysql).has_table(table.name):
+        return None
+    name, version = MYSQL.quote(table.name), MYSQL.quote(table.version_columns[0])
+    if mark is None or mark.phase != "incremental":
+        rows = MySQLSource(mysql).query(f"SELECT count(*) AS n FROM {name}")
+    elif mark.version is None:
+        rows = MySQLSource(mysql).query(
+            f"SELECT count(*) AS n FROM {name} WHERE {version} IS NOT NULL"
+        )
+    else:
+        rows = MySQLSource(mysql).query(
+            f"SELECT count(*) AS n FROM {name} WHERE {version} > %s", (mark.version,)
+        )
+    return int(rows[0]["n"])

@@ -111,6 +111,18 @@ class WatermarkStore:
         with self.engine.begin() as conn:
             conn.execute(statement)
 
+    def clear(self) -> int:
+        """Delete every position of this store's direction (`prefix`); returns how many.
+        Only a prefixed store may: the forward positions are never cleared this way."""
+        if not self.prefix:
+            raise ValueError("only a prefixed (reverse) store can be cleared")
+        name = watermarks_table.c.table_name
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                sa.delete(watermarks_table).where(name.startswith(self.prefix, autoescape=True))
+            )
+        return int(result.rowcount)
+
     def all(self) -> dict[str, Watermark]:
         query = sa.select(watermarks_table)
         with self.engine.connect() as conn:

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 from typer.testing import CliRunner
@@ -30,6 +31,7 @@ from worker.db import create_target_engine
 from worker.dead_letters import headers_for
 from worker.envelope import encode_event, new_event
 from worker.kafka import admin_client, producer_config
+from worker.schema.ddl import apply_mapping
 from worker.schema.writer import write_mapping
 from worker.topics import dlq_topic, reverse_topic_for, topic_for
 
@@ -118,4 +120,18 @@ def test_rollback_verdict_waits_for_reverse_group_dead_letters_and_watermarks(
 
     commit_to_end(settings, settings.group_id + DLQ_ACK_GROUP_SUFFIX, dlq)  # `dlq replay`
     assert reasons() == []
+
+    # A MySQL write newer than the reverse watermark: not shipped yet, so not safe.
+    note = versioned_table("note", body="text")
+    apply_mapping(engine, note)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO note VALUES ('late', 'x', '2026-02-01 00:00:00')"))
+    status = collect_status(settings, ["note"], engine, mapping=note, direction=REVERSE)
+    assert rollback_safety(status) == [
+        "MySQL holds rows the reverse poller has not shipped yet (note=1): with writes "
+        "frozen, let `backfill --reverse` finish a pass"
+    ]
+    reverse_watermarks(engine).save("note", Watermark("incremental", version=datetime(2026, 2, 1)))
+    status = collect_status(settings, ["note"], engine, mapping=note, direction=REVERSE)
+    assert rollback_safety(status) == []
     engine.dispose()

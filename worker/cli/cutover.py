@@ -25,14 +25,12 @@ import sys
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 
-import sqlalchemy as sa
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from producers.reverse_poller import reverse_watermarks, start_marks
-from producers.watermarks import REVERSE_PREFIX, watermarks_table
 from worker.cli.context import settings_from
 from worker.cli.status_report import REVERSE, Status, collect_status, rollback_safety
 from worker.config import Settings
@@ -248,11 +246,13 @@ def rollback(
             console.print("no cut-over in progress (no reverse watermarks): nothing to clear")
             return
         names = [t.name for t in mapping.in_level_order()]
-        status = collect_status(settings, names, engine, last_applied=False, direction=REVERSE)
+        status = collect_status(
+            settings, names, engine, last_applied=False, mapping=mapping, direction=REVERSE
+        )
         reasons = rollback_safety(status)
         if reasons:
             _refuse("D1 has not caught up with MySQL: " + "; ".join(reasons), force=force)
-        cleared = _clear_reverse_watermarks(engine)
+        cleared = reverse_watermarks(engine).clear()
     finally:
         engine.dispose()
     console.print(f"cleared {cleared} reverse watermark(s)")
@@ -265,13 +265,3 @@ def rollback(
         "  3. d1cdc status, then d1cdc verify: MySQL follows D1 again",
         markup=False,
     )
-
-
-def _clear_reverse_watermarks(engine: Engine) -> int:
-    """Delete every `reverse:{table}` row of `_d1cdc_watermarks`; returns how many."""
-    name = watermarks_table.c.table_name
-    with engine.begin() as conn:
-        result = conn.execute(
-            sa.delete(watermarks_table).where(name.startswith(REVERSE_PREFIX, autoescape=True))
-        )
-    return int(result.rowcount)

@@ -30,7 +30,7 @@ from consumers.offsets import GroupProgress, group_progress
 from producers.capture_drift import find_drift
 from producers.capture_sql import CHANGES_TABLE
 from producers.changelog import ChangeLog
-from producers.reverse_poller import reverse_watermarks
+from producers.reverse_poller import reverse_watermarks, unread_rows
 from producers.watermarks import TABLE_NAME as WATERMARKS_TABLE
 from producers.watermarks import WatermarkStore
 from worker.config import Settings
@@ -79,6 +79,8 @@ class TableStatus:
     committed: int = 0
     last_applied_ms: int | None = None
     watermark: str | None = None
+    # Reverse only: MySQL rows newer than the reverse poller's watermark (None: unknown).
+    unread: int | None = None
 
     @property
     def lag(self) -> int:
@@ -250,6 +252,10 @@ def collect_status(
         status.last_verify = last_run(engine)
         if mapping is not None:
             status.capture = collect_capture(settings, mapping)
+    elif mapping is not None and watermarks:
+        marks = direction.watermarks(engine).all()
+        for row in status.tables:
+            row.unread = unread_rows(engine, mapping.table(row.table), marks.get(row.table))
     return status
 
 
@@ -299,6 +305,12 @@ def rollback_safety(status: Status) -> list[str]:
         reasons.append(f"the reverse group is rebalancing ({status.group_state})")
     if status.dlq_pending:
         reasons.append(f"{status.dlq_pending} dead-lettered reverse event(s) not replayed")
+    unread = [f"{t.table}={t.unread}" for t in status.tables if t.unread]
+    if unread:
+        reasons.append(
+            f"MySQL holds rows the reverse poller has not shipped yet ({', '.join(unread[:5])}): "
+            "with writes frozen, let `backfill --reverse` finish a pass"
+        )
     unmarked = [t.table for t in status.tables if t.watermark is None]
     if unmarked:
         reasons.append(
