@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import uuid
 from collections.abc import Callable
@@ -48,6 +50,7 @@ from worker.schema.mapping import Mapping, TableMapping, mapping_from_dict
 from worker.schema.writer import mapping_to_toml
 
 BASE_MS = 1_760_000_000_000
+REPO = Path(__file__).resolve().parents[2]
 COLUMNS: dict[str, str] = {
     "id": "string(32)",
     "email": "string(120)",
@@ -260,6 +263,15 @@ def mapping_toml() -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass
+class PipelineRun:
+    seconds: float  # until every offset is committed
+    peak_mb: int  # the largest consumer's peak RSS
+    cpu_us: float  # consumers' CPU per event while the clock ran (start-up excluded)
+    shares: list[int]  # events each consumer applied, in start order
+    late_assigned_s: float | None = None  # the late member's first partitions, after its start
+
+
 def run_pipeline(
     server_url: str,
     bootstrap: str,
@@ -267,18 +279,26 @@ def run_pipeline(
     batch: int,
     consumers: int,
     partitions: int,
-) -> tuple[float, int]:
-    """`consumers` `d1cdc consume` processes in one group, joined and idle on the empty
-    topics; then the workload's events (encoded beforehand) are produced as fast as
-    librdkafka takes them. Returns (seconds from the first event produced until the group
-    has committed every offset, i.e. every event is in MySQL; peak RSS of the largest
-    consumer in MB).
+    *,
+    tree: Path = REPO,
+    backlog_late_s: float | None = None,
+) -> PipelineRun:
+    """`consumers` `d1cdc consume` processes in one group, running the code in `tree` (the
+    working tree, or a commit exported by `--against`).
 
-    Joining first keeps start-up and the group protocol out of the figure: consumers are
-    long-lived, and a rebalance in the middle of a run (a member learns of it only at its
-    next heartbeat, ~3 s) would measure the group protocol, not the apply pipeline.
+    Default: the consumers join and idle on the empty topics; then the workload's events
+    (encoded beforehand) are produced as fast as librdkafka takes them, and the clock runs
+    from the first event produced until the group has committed every offset (every event
+    in MySQL). Joining first keeps start-up and the group protocol out of the figure:
+    consumers are long-lived, and a rebalance in the middle of a run (a member learns of it
+    only at its next heartbeat, ~3 s) would measure the group protocol, not the pipeline.
+
+    `backlog_late_s` (a backlog, issue 15): the topics are filled first; the first consumer
+    starts, the others `backlog_late_s` seconds later (0: all together), and the clock runs
+    from the first start. That is the mode where a member joining mid-backlog must receive
+    its share of the partitions quickly.
     """
-    from bench_common import wait_for_group
+    from bench_common import assigned_members, wait_for_group
     from confluent_kafka import Producer
     from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
@@ -301,6 +321,9 @@ def run_pipeline(
     group = f"{prefix}-apply"
     env = {
         **os.environ,
+        # The code under test: `-c` puts the working directory first on sys.path, and
+        # PYTHONPATH comes before the editable install's finder.
+        "PYTHONPATH": str(tree),
         "D1CDC_KAFKA_BOOTSTRAP": bootstrap,
         "D1CDC_TARGET_URL": url,
         "D1CDC_TOPIC_PREFIX": prefix,
@@ -313,16 +336,23 @@ def run_pipeline(
     }
     command = [sys.executable, "-c", "from worker.cli.main import run; run()", "consume"]
     topics = [topic_for(prefix, t) for t in tables]
-    children = [subprocess.Popen(command, env=env) for _ in range(consumers)]
-    try:
-        wait_for_group(admin, group, consumers, partitions * len(tables))
+
+    logs: list[Path] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        # stderr to a file (a pipe read only at the end could fill and block the child):
+        # its last line says how many events it applied.
+        logs.append(Path(tempfile.mkstemp(prefix="d1cdc-consume-", suffix=".log")[1]))
+        with logs[-1].open("wb") as log:
+            return subprocess.Popen(command, env=env, cwd=tree, stderr=log)
+
+    def produce() -> None:
         failed: list[str] = []
 
         def delivered(error: Any, _message: Any) -> None:
             if error is not None:
                 failed.append(str(error))
 
-        started = time.perf_counter()
         producer = Producer(producer_config(bootstrap))
         for topic, key, value in messages:
             while True:
@@ -333,11 +363,39 @@ def run_pipeline(
                     producer.poll(0.01)
         if producer.flush(60) or failed:
             sys.exit(f"events not delivered to Kafka: {failed[:3]}")
-        del messages
+
+    children: list[subprocess.Popen[bytes]] = []
+    late_assigned_s = None
+    try:
+        if backlog_late_s is None:
+            children = [start() for _ in range(consumers)]
+            wait_for_group(admin, group, consumers, partitions * len(tables))
+            cpu_before = sum(_cpu_seconds(child.pid) for child in children)
+            started = time.perf_counter()
+            produce()
+        else:
+            produce()
+            cpu_before = 0.0  # start-up is part of this mode's figure
+            started = time.perf_counter()
+            children = [start() for _ in range(consumers if backlog_late_s == 0 else 1)]
+        messages.clear()  # the parent's memory is not the consumers'
         ends = offsets(admin, topics, OffsetSpec.latest())  # type: ignore[no-untyped-call]
         ends = {p: end for p, end in ends.items() if end > 0}
         pending = list(ends)
+        first_members: set[str] | None = None
+        late_started = 0.0
         while pending and all(child.poll() is None for child in children):
+            if backlog_late_s is not None and len(children) < consumers:
+                if time.perf_counter() - started >= backlog_late_s:
+                    first_members = set(assigned_members(admin, group))
+                    late_started = time.perf_counter()
+                    children += [start() for _ in range(consumers - len(children))]
+            elif (
+                first_members is not None
+                and late_assigned_s is None
+                and set(assigned_members(admin, group)) - first_members
+            ):
+                late_assigned_s = time.perf_counter() - late_started
             done = group_progress(admin, group, topics).committed
             pending = [p for p in pending if done.get(p, -1) < ends[p]]
             time.sleep(0.05)
@@ -345,10 +403,9 @@ def run_pipeline(
         # Each child's own high-water mark, read while it still runs (ru_maxrss of children
         # would count the pages a fork shares with this large parent before exec).
         peak_kb = max(_peak_rss_kb(child.pid) for child in children)
-        # CPU seconds the consumers used (start-up included): on a shared machine less noisy
-        # than wall time, so the figure to compare a change on and off by.
-        cpu_s = sum(_cpu_seconds(child.pid) for child in children)
-        print(f"  consumers' CPU: {cpu_s:.2f} s = {cpu_s / len(workload.rows) * 1e6:.1f} µs/event")
+        # CPU seconds the consumers used while the clock ran: on a shared machine less
+        # noisy than wall time, so the figure to compare a change on and off by.
+        cpu_s = sum(_cpu_seconds(child.pid) for child in children) - cpu_before
         if pending:
             sys.exit("a d1cdc consume process exited before everything was applied")
         # Committed is not yet "in MySQL" for a dead-lettered event: count both.
@@ -360,12 +417,39 @@ def run_pipeline(
         for child in children:
             child.terminate()  # SIGTERM: finish the batch, commit, leave the group
         codes = [child.wait(60) for child in children]
+        outputs = [log.read_text(errors="replace") for log in logs]
+        for log, output in zip(logs, outputs, strict=True):
+            log.unlink()
+            if output.strip():
+                print(textwrap.indent(output.strip(), "    consumer: "))
         drop_database(server_url, url)
         for future in admin.delete_topics([*topics, dlq_topic(prefix)]).values():
             future.result(60)  # 354 partitions per demo run: a broker keeping them slows down
     if any(codes):
         sys.exit(f"d1cdc consume exited with {codes}")
-    return seconds, peak_kb // 1024
+    shares = [_consumed(output) for output in outputs]
+    cpu_us = cpu_s / len(workload.rows) * 1e6
+    return PipelineRun(seconds, peak_kb // 1024, cpu_us, shares, late_assigned_s)
+
+
+def _consumed(output: str) -> int:
+    """The event count in `d1cdc consume`'s last line ("consumed N messages in …")."""
+    found = re.search(r"consumed (\d+) messages", output)
+    return int(found.group(1)) if found else 0
+
+
+def export_tree(rev: str, directory: Path) -> Path:
+    """The packages of commit `rev`, exported (`git archive`) to run consumers from."""
+    tree = directory / f"tree-{rev.replace('/', '_')}"
+    tree.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", rev, "worker", "producers", "consumers"],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    return tree
 
 
 def target_rows(url: str, tables: list[str]) -> int:
@@ -494,6 +578,21 @@ def main() -> None:
         help="consumer process counts to run the pipeline with (one run each)",
     )
     parser.add_argument("--partitions", type=int, default=6, help="partitions per topic")
+    parser.add_argument(
+        "--against",
+        nargs="+",
+        default=[],
+        metavar="REV",
+        help="also run the pipeline with the consumers' code of these commits, in the same "
+        "rounds (a fast path on and off)",
+    )
+    parser.add_argument(
+        "--backlog-late",
+        type=float,
+        metavar="S",
+        help="fill the topics first; start one consumer, the others S seconds later; "
+        "compare with all started together",
+    )
     parser.add_argument("--lag-rate", type=int, default=0, help="events/s for the lag run")
     parser.add_argument("--lag-seconds", type=int, default=30)
     args = parser.parse_args()
@@ -512,7 +611,7 @@ def main() -> None:
         bare_runs = [bare_insert_all(server_url, workload, args.batch) for _ in range(args.repeat)]
         print_runs("bare PyMySQL upsert", count, bare_runs)
     else:
-        compare_pipeline(args, server_url, bootstrap, workload)
+        compare_pipeline(args, server_url, bootstrap, workload, directory)
     if args.lag_rate:
         lags = run_lag(server_url, bootstrap, args.lag_rate, args.lag_seconds)
         cuts = statistics.quantiles(lags, n=100)
@@ -525,46 +624,94 @@ def main() -> None:
 
 
 def compare_pipeline(
-    args: argparse.Namespace, server_url: str, bootstrap: str, workload: Workload
+    args: argparse.Namespace,
+    server_url: str,
+    bootstrap: str,
+    workload: Workload,
+    directory: Path,
 ) -> None:
-    """Rounds of: bare upsert, then the pipeline with each consumer count. Each pipeline
-    run is compared with the bare run of its own round, so a machine that slows down or
-    speeds up between rounds moves both sides of a ratio."""
+    """Rounds of: bare upsert, then the pipeline with each consumer count, for the working
+    tree and each `--against` commit. Each pipeline run is compared with the bare run of its
+    own round, and a commit with the working tree's run of the same round, so a machine that
+    slows down or speeds up between rounds moves both sides of a ratio."""
     count = len(workload.rows)
-    print(
-        f"pipeline Kafka → MySQL: {args.partitions} partitions per topic; `d1cdc consume` "
+    late = args.backlog_late
+    mode = (
         "processes in one group (joined before the first event), timed from the first "
-        "event produced until every offset is committed; bare run first in each round"
+        "event produced until every offset is committed"
+        if late is None
+        else f"processes in one group on a full backlog, the first started alone, the "
+        f"others {late:g} s later, and together: timed from the first start until every "
+        "offset is committed"
     )
-    seconds: dict[str, list[float]] = {}
-    ratios: dict[int, list[float]] = {n: [] for n in args.consumers}
-    peak_mb: dict[int, int] = {}
-    for _ in range(args.repeat):
+    print(f"pipeline Kafka → MySQL: {args.partitions} partitions per topic; `d1cdc consume` {mode}")
+    trees = {"working tree": REPO, **{rev: export_tree(rev, directory) for rev in args.against}}
+    lates = [None] if late is None else [late, 0.0]
+    runs: dict[str, list[PipelineRun]] = {}
+    bare_s: list[float] = []
+    ratios: dict[str, list[float]] = {}
+    for round_ in range(args.repeat):
         bare = 0.0 if args.pipeline_only else bare_insert_all(server_url, workload, args.batch)
-        seconds.setdefault("bare PyMySQL upsert", []).append(bare)
+        bare_s.append(bare)
+        order = list(trees.items())
+        if round_ % 2:
+            order.reverse()  # who goes first alternates
         for consumers in args.consumers:
-            took, rss_mb = run_pipeline(
-                server_url, bootstrap, workload, args.batch, consumers, args.partitions
-            )
-            seconds.setdefault(f"pipeline, {consumers} consumer(s)", []).append(took)
-            ratios[consumers].append(bare / took)
-            peak_mb[consumers] = max(peak_mb.get(consumers, 0), rss_mb)
-    for name, runs in seconds.items():
-        if any(runs):
-            print_runs(name, count, runs)
-    for consumers, values in ratios.items():
-        ratio = (
+            for late_s in lates if consumers > 1 else [lates[-1]]:
+                for label, tree in order:
+                    run = run_pipeline(
+                        server_url,
+                        bootstrap,
+                        workload,
+                        args.batch,
+                        consumers,
+                        args.partitions,
+                        tree=tree,
+                        backlog_late_s=late_s,
+                    )
+                    name = f"{consumers} consumer(s), {label}"
+                    if late_s:
+                        name += f", late by {late_s:g} s"
+                    runs.setdefault(name, []).append(run)
+                    ratios.setdefault(name, []).append(bare / run.seconds)
+                    print(f"  round {round_ + 1}: {name}: {_describe(run, count)}", flush=True)
+    if not args.pipeline_only:
+        print_runs("bare PyMySQL upsert", count, bare_s)
+    for name, results in runs.items():
+        print_runs(f"pipeline, {name}", count, [r.seconds for r in results])
+        cpu = statistics.median(r.cpu_us for r in results)
+        peak = max(r.peak_mb for r in results)
+        vs_bare = (
             ""
             if args.pipeline_only
-            else (
-                f"vs bare: median {statistics.median(values):.2f}x "
-                f"(rounds: {' '.join(f'{r:.2f}' for r in values)}); "
-            )
+            else f"vs bare: median {statistics.median(ratios[name]):.2f}x "
+            f"(rounds: {' '.join(f'{r:.2f}' for r in ratios[name])}); "
         )
-        print(
-            f"pipeline with {consumers} consumer process(es) {ratio}"
-            f"peak RSS of a consumer {peak_mb[consumers]} MB"
-        )
+        print(f"    {vs_bare}consumers' CPU {cpu:.1f} µs/event; peak RSS {peak} MB")
+    for rev in args.against:
+        for name, results in runs.items():
+            if not name.endswith(", working tree") and ", working tree," not in name:
+                continue
+            other = runs.get(name.replace("working tree", rev))
+            if other:
+                speed = [b.seconds / a.seconds for a, b in zip(results, other, strict=True)]
+                cpu = [b.cpu_us / a.cpu_us for a, b in zip(results, other, strict=True)]
+                print(
+                    f"{name} vs {rev}: events/s x{statistics.median(speed):.2f} "
+                    f"(rounds: {' '.join(f'{r:.2f}' for r in speed)}), CPU/event "
+                    f"/{statistics.median(cpu):.2f} (rounds: {' '.join(f'{r:.2f}' for r in cpu)})"
+                )
+
+
+def _describe(run: PipelineRun, count: int) -> str:
+    shares = "/".join(f"{100 * n / max(1, sum(run.shares)):.0f}" for n in run.shares)
+    late = ""
+    if run.late_assigned_s is not None:
+        late = f", late member assigned after {run.late_assigned_s:.1f} s"
+    return (
+        f"{run.seconds:.2f} s = {count / run.seconds:,.0f} events/s, "
+        f"CPU {run.cpu_us:.1f} µs/event, shares {shares} %{late}"
+    )
 
 
 def print_runs(name: str, count: int, runs: list[float]) -> None:

@@ -28,3 +28,12 @@ def wait_for_group(
             pass  # the group does not exist until the first consumer joins
         time.sleep(0.5)
     raise SystemExit(f"consumer group {group} never reached {members} stable members")
+
+
+def assigned_members(admin: AdminClient, group: str) -> list[str]:
+    """The member ids of `group` that hold at least one partition now ([] while unknown)."""
+    try:
+        description = admin.describe_consumer_groups([group])[group].result(timeout=10)
+    except KafkaException:
+        return []
+    return [m.member_id for m in description.members if m.assignment.topic_partitions]
