@@ -64,6 +64,7 @@ class BackfillOptions:
     chunk: int = 5000
     lookback_s: float = 300.0
     detect_deletes: bool = True
+    deletes_every_s: float = 0.0  # at most one delete diff per table this often (0: each pass)
     flush_timeout_s: float = 60.0
     settle_timeout_s: float = 120.0  # a one-shot pass waits this long for consumers
 
@@ -87,6 +88,7 @@ OUTAGES = (
     sqlite3.OperationalError,
 )
 MAX_BACKOFF_S = 30.0
+UNSETTLED_WARN_EVERY_S = 60.0  # a follower under steady writes meets this every cycle
 
 
 def _at_or_above(value: Any, floor: Any) -> bool:
@@ -133,6 +135,8 @@ class Backfill:
         # Per table, rows of the lookback window already sent: key → version.
         self._sent: dict[str, dict[tuple[Any, ...], tuple[Any, ...]]] = {}
         self.skipped_unchanged = 0  # window rows not re-sent (same version as last sent)
+        self._unsettled_warned: dict[str, float] = {}  # table → when last warned
+        self._last_diff: dict[str, float] = {}  # table → when its delete diff last ran
 
     def run_once(self, tables: list[TableMapping]) -> list[TableResult]:
         """One pass over `tables`, parents before children."""
@@ -187,7 +191,8 @@ class Backfill:
     def run_table(self, table: TableMapping) -> TableResult:
         started = time.monotonic()
         # Noted before this pass emits anything: its own events need not be applied first.
-        settled = self.applied(table.name) if self.applied and self.options.detect_deletes else None
+        detect = self.options.detect_deletes and self._diff_due(table.name)
+        settled = self.applied(table.name) if self.applied and detect else None
         mark = self.store.load(table.name) or start_watermark(table)
         emitted = 0
         if mark.phase in ("snapshot", "scan"):
@@ -200,7 +205,7 @@ class Backfill:
             emitted += count
             if not finished:
                 return TableResult(table.name, emitted, 0, time.monotonic() - started, False)
-        deleted = self._emit_deletes(table, settled) if self.options.detect_deletes else 0
+        deleted = self._emit_deletes(table, settled) if detect else 0
         return TableResult(table.name, emitted, deleted, time.monotonic() - started, True)
 
     # -- passes ------------------------------------------------------------------------
@@ -350,9 +355,14 @@ class Backfill:
         self.emitter.flush(self.options.flush_timeout_s)
         self._save_acknowledged(table)
 
+    def _diff_due(self, table: str) -> bool:
+        last = self._last_diff.get(table)
+        return last is None or time.monotonic() - last >= self.options.deletes_every_s
+
     def _emit_deletes(self, table: TableMapping, settled: Callable[[], bool] | None) -> int:
         if settled is not None and not self._target_settled(table, settled):
-            return 0
+            return 0  # not counted as run: the next pass tries again
+        self._last_diff[table.name] = time.monotonic()
         gone = self._deleted_keys(table)
         for key in gone:
             self.emitter.delete(
@@ -378,14 +388,22 @@ class Backfill:
         deadline = time.monotonic() + (0 if self.following else self.options.settle_timeout_s)
         while not settled():
             if time.monotonic() >= deadline or self.stop.is_set():
-                _log.warning(
-                    "consumers have not applied this table's events yet; deletes not checked "
-                    "this pass",
-                    table=table.name,
-                )
+                self._warn_unsettled(table.name)
                 return False
             self.stop.wait(0.5)
         return True
+
+    def _warn_unsettled(self, table: str) -> None:
+        now = time.monotonic()
+        last = self._unsettled_warned.get(table)
+        if last is not None and now - last < UNSETTLED_WARN_EVERY_S:
+            return
+        self._unsettled_warned[table] = now
+        _log.warning(
+            "consumers have not applied this table's events yet; deletes not checked "
+            "this pass" + (" (said once a minute while following)" if self.following else ""),
+            table=table,
+        )
 
     def _scalar(self, sql: str) -> Any:
         rows = self.source.query(sql)

@@ -80,6 +80,14 @@ class Settings(BaseSettings):
         description="Backfill: find hard deletes by a key-set diff each pass "
         "(with D1 capture on, deletes are captured: false is enough).",
     )
+    backfill_deletes_every_s: float = Field(
+        0.0,
+        ge=0,
+        le=86_400,
+        description="Backfill --follow: at most one delete diff per table this often; 0 = every "
+        "pass. The diff reads every key of both sides: over D1's API (the reverse poller reads "
+        "D1's keys) each pass costs requests, so 60 or more suits `backfill --reverse`.",
+    )
     backfill_settle_timeout_s: float = Field(
         120.0,
         ge=0,

@@ -192,6 +192,13 @@ def backfill(
         "--deletes/--no-deletes",
         help="Detect hard deletes by a key-set diff each pass (D1CDC_BACKFILL_DETECT_DELETES).",
     ),
+    deletes_every: float | None = typer.Option(
+        None,
+        "--deletes-every",
+        min=0,
+        help="Seconds between a table's delete diffs while following; 0 = every pass "
+        "(D1CDC_BACKFILL_DELETES_EVERY_S, 0).",
+    ),
     source_path: str | None = typer.Option(None, "--source-path", help="SQLite source file."),
     mapping_path: str | None = typer.Option(None, "--mapping", help="Mapping file."),
     reverse: bool = typer.Option(
@@ -210,6 +217,7 @@ def backfill(
         backfill_chunk=chunk,
         backfill_lookback_s=lookback,
         backfill_detect_deletes=deletes,
+        backfill_deletes_every_s=deletes_every,
     )
     mapping = load_mapping(settings.mapping_path)
     selected = select_tables(mapping, tables)
@@ -241,5 +249,6 @@ def backfill_options(settings: Settings) -> BackfillOptions:
         chunk=settings.backfill_chunk,
         lookback_s=settings.backfill_lookback_s,
         detect_deletes=settings.backfill_detect_deletes,
+        deletes_every_s=settings.backfill_deletes_every_s,
         settle_timeout_s=settings.backfill_settle_timeout_s,
     )
