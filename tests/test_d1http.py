@@ -12,7 +12,7 @@ from d1_api_server import D1ApiServer, serve_d1_api
 from worker.errors import ConfigError, ServiceError
 from worker.sources.base import MAX_PARAMS, column_names, rows_by_keys
 from worker.sources.budget import RequestBudget
-from worker.sources.d1http import D1HttpSource
+from worker.sources.d1http import D1HttpSource, inline_unsafe_params
 
 TOKEN = "tok-very-secret-123"
 
@@ -110,3 +110,27 @@ def test_budget_waits_once_the_window_is_full() -> None:
     now[0] = 3.0
     assert budget.acquire() == pytest.approx(7.0)
     assert slept == [pytest.approx(7.0)]
+
+
+def test_blobs_and_integers_beyond_2_53_are_written_as_literals_not_json() -> None:
+    sql, params = inline_unsafe_params(
+        "INSERT INTO \"t?\" (a, b, c, d) VALUES (?, ?, ?, '?') -- ?", [b"\x00\xff", 2**53 + 1, 7]
+    )
+    assert sql == "INSERT INTO \"t?\" (a, b, c, d) VALUES (X'00ff', 9007199254740993, ?, '?') -- ?"
+    assert params == [7]
+    assert inline_unsafe_params("SELECT ?", [2**53 - 1]) == ("SELECT ?", [2**53 - 1])
+
+
+def test_a_batch_round_trips_blobs_and_large_integers_exactly(tmp_path: Path) -> None:
+    db = tmp_path / "d1.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, big INTEGER, data BLOB)")
+    values = [(1, -(2**63), b"\x00\x01binary\xff"), (2, 2**63 - 1, bytes(range(256)))]
+    with serve_d1_api(db) as server:
+        source = D1HttpSource(server.account, server.database, server.token, server.base_url)
+        source.batch([("INSERT INTO t VALUES (?, ?, ?)", row) for row in values])
+        with pytest.raises(ServiceError, match="string or blob too big"):
+            source.batch([("INSERT INTO t VALUES (3, 0, ?)", [b"x" * 60_000])])
+        source.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT * FROM t ORDER BY id").fetchall() == values

@@ -8,6 +8,13 @@ shape this client (DESIGN.md): ≤ 100 bound parameters per query, 30 s per quer
 requests per 5 minutes per account. 429 and 5xx are retried with exponential backoff
 (honouring `Retry-After`); other refusals are errors naming the HTTP status and D1's reason.
 The API token is sent as a bearer header and never appears in a message.
+
+Parameters travel as JSON, which has no bytes, and D1 parses it as JavaScript does, so an
+integer beyond 2^53 would silently lose its last digits. Both kinds of value are therefore
+written into the statement as SQL literals instead of being bound (`X'…'` for a BLOB, the
+digits for a large integer; `inline_unsafe_params`): exact, and free of injection (hex
+digits and decimal digits only). A statement over D1's 100,000-byte limit is refused here
+with SQLite's own "string or blob too big".
 """
 
 from __future__ import annotations
@@ -29,6 +36,73 @@ from worker.sources.base import Row, check_param_count
 from worker.sources.budget import RequestBudget
 
 QUERY_TIMEOUT_S = 35.0  # D1 stops a query at 30 s; allow for the round trip
+MAX_STATEMENT_BYTES = 100_000  # D1: per SQL statement
+MAX_SAFE_INTEGER = 2**53 - 1  # beyond it a JSON number is not exact in JavaScript
+
+
+def _needs_literal(value: Any) -> bool:
+    if isinstance(value, bytes | bytearray | memoryview):
+        return True
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, int):
+        return str(int(value))
+    return "X'" + bytes(value).hex() + "'"
+
+
+def inline_unsafe_params(sql: str, params: Sequence[Any]) -> tuple[str, list[Any]]:
+    """`sql` with each `?` whose value JSON cannot carry exactly replaced by its literal.
+
+    Placeholders are found outside quoted text and identifiers ('…', "…", `…`, […]) and
+    `--` comments, so a `?` inside a name, a string or a comment is left alone."""
+    values = list(params)
+    if not any(_needs_literal(v) for v in values):
+        return sql, values
+    out: list[str] = []
+    kept: list[Any] = []
+    closing = {"'": "'", '"': '"', "`": "`", "[": "]"}
+    quote: str | None = None
+    index, at = 0, 0
+    while at < len(sql):
+        char = sql[at]
+        if quote is not None:
+            if char == quote:
+                quote = None  # a doubled quote closes and reopens: the same outcome
+        elif char in closing:
+            quote = closing[char]
+        elif sql.startswith("--", at):
+            end = sql.find("\n", at)
+            end = len(sql) if end < 0 else end
+            out.append(sql[at:end])
+            at = end
+            continue
+        elif char == "?":
+            value = values[index]
+            index += 1
+            if _needs_literal(value):
+                char = _literal(value)
+            else:
+                kept.append(value)
+        out.append(char)
+        at += 1
+    if index != len(values):
+        raise ValueError(f"{len(values)} parameters for {index} placeholders")
+    return "".join(out), kept
+
+
+def _bound(sql: str, params: Sequence[Any]) -> dict[str, Any]:
+    """One statement of a request, unsafe values inlined, within D1's statement size."""
+    check_param_count(params)
+    text, kept = inline_unsafe_params(sql, params)
+    size = len(text.encode("utf-8"))
+    if size > MAX_STATEMENT_BYTES:
+        raise ServiceError(
+            f"string or blob too big: the statement is {size} bytes with its BLOB values "
+            f"written out, over D1's {MAX_STATEMENT_BYTES}-byte limit per statement"
+        )
+    return {"sql": text, "params": kept}
 
 
 class _Retryable(Exception):
@@ -82,9 +156,8 @@ class D1HttpSource:
         )(self._post_once)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
-        check_param_count(params)
         try:
-            body = self._post({"sql": sql, "params": list(params)})
+            body = self._post(_bound(sql, params))
         except _Retryable as exc:
             raise ServiceError(f"D1 API ({self.name}) kept failing: {exc}") from None
         results = body["result"][0]["results"]
@@ -93,9 +166,8 @@ class D1HttpSource:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one writing statement (one request: D1 runs each in its own transaction);
         the number of rows changed, from D1's `meta.changes`."""
-        check_param_count(params)
         try:
-            body = self._post({"sql": sql, "params": list(params)})
+            body = self._post(_bound(sql, params))
         except _Retryable as exc:
             raise ServiceError(f"D1 API ({self.name}) kept failing: {exc}") from None
         meta = body["result"][0].get("meta") or {}
@@ -107,9 +179,7 @@ class D1HttpSource:
         have committed already: callers send only statements that are safe to repeat."""
         if not statements:
             return []
-        for _sql, params in statements:
-            check_param_count(params)
-        payload = {"batch": [{"sql": sql, "params": list(params)} for sql, params in statements]}
+        payload = {"batch": [_bound(sql, params) for sql, params in statements]}
         try:
             body = self._post(payload)
         except _Retryable as exc:
