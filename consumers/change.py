@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import json
 from base64 import b64encode
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from functools import cached_property
 from json.encoder import encode_basestring_ascii
 from typing import Any, Literal, NamedTuple
 
@@ -44,9 +43,15 @@ class MessageRef(NamedTuple):
     timestamp_ms: int = 0
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Change:
-    """One event after decoding and conversion: MySQL-ready values."""
+    """One event after decoding and conversion: MySQL-ready values. Never changed once built.
+
+    Not a frozen dataclass, and `identity` computed here rather than a `cached_property`:
+    one is built per event, and a frozen one cost 3.0 µs to build (an `object.__setattr__`
+    per field) and 3.2 µs more for its first `identity` (the property's lock), 2.1 µs both
+    together now (`timeit`).
+    """
 
     table: str
     op: Op
@@ -57,11 +62,11 @@ class Change:
     source: MessageRef
     version_values: tuple[Any, ...] | None = None  # the raw version tuple, for SQL guards
     backfill: bool = False  # origin "backfill": a snapshot read, which loses version ties
+    # (table, canonical key): what coalescing and the side table key on.
+    identity: tuple[str, str] = field(init=False, repr=False, compare=False)
 
-    @cached_property
-    def identity(self) -> tuple[str, str]:
-        """(table, canonical key): what coalescing and the side table key on (computed once)."""
-        return self.table, key_identity(self.key)
+    def __post_init__(self) -> None:
+        self.identity = self.table, key_identity(self.key)
 
 
 @dataclass(frozen=True)

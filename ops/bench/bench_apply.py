@@ -438,12 +438,24 @@ def _consumed(output: str) -> int:
     return int(found.group(1)) if found else 0
 
 
+PACKAGES = ("worker", "producers", "consumers")
+
+
+def copy_tree(directory: Path) -> Path:
+    """The working tree's packages as they are now, so an edit during a run changes nothing."""
+    tree = directory / "tree-working"
+    for package in PACKAGES:
+        ignore = shutil.ignore_patterns("__pycache__")
+        shutil.copytree(REPO / package, tree / package, ignore=ignore)
+    return tree
+
+
 def export_tree(rev: str, directory: Path) -> Path:
     """The packages of commit `rev`, exported (`git archive`) to run consumers from."""
     tree = directory / f"tree-{rev.replace('/', '_')}"
     tree.mkdir()
     archive = subprocess.run(
-        ["git", "archive", rev, "worker", "producers", "consumers"],
+        ["git", "archive", rev, *PACKAGES],
         cwd=REPO,
         check=True,
         capture_output=True,
@@ -645,7 +657,10 @@ def compare_pipeline(
         "offset is committed"
     )
     print(f"pipeline Kafka → MySQL: {args.partitions} partitions per topic; `d1cdc consume` {mode}")
-    trees = {"working tree": REPO, **{rev: export_tree(rev, directory) for rev in args.against}}
+    trees = {
+        "working tree": copy_tree(directory),
+        **{rev: export_tree(rev, directory) for rev in args.against},
+    }
     lates = [None] if late is None else [late, 0.0]
     runs: dict[str, list[PipelineRun]] = {}
     bare_s: list[float] = []
