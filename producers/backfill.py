@@ -137,6 +137,7 @@ class Backfill:
         self.skipped_unchanged = 0  # window rows not re-sent (same version as last sent)
         self._unsettled_warned: dict[str, float] = {}  # table → when last warned
         self._last_diff: dict[str, float] = {}  # table → when its delete diff last ran
+        self._waiting: dict[str, Callable[[], bool]] = {}  # follower: checks kept until met
 
     def run_once(self, tables: list[TableMapping]) -> list[TableResult]:
         """One pass over `tables`, parents before children."""
@@ -192,7 +193,7 @@ class Backfill:
         started = time.monotonic()
         # Noted before this pass emits anything: its own events need not be applied first.
         detect = self.options.detect_deletes and self._diff_due(table.name)
-        settled = self.applied(table.name) if self.applied and detect else None
+        settled = self._settle_check(table.name) if self.applied and detect else None
         mark = self.store.load(table.name) or start_watermark(table)
         emitted = 0
         if mark.phase in ("snapshot", "scan"):
@@ -355,6 +356,23 @@ class Backfill:
         self.emitter.flush(self.options.flush_timeout_s)
         self._save_acknowledged(table)
 
+    def _settle_check(self, table: str) -> Callable[[], bool]:
+        """`applied(table)`, noted before this pass emits anything. A follower keeps the
+        check it noted in an earlier cycle until it is met: under steady writes a check
+        noted now is never met at the end of the same short cycle, and re-noting it every
+        cycle would starve the diff. A delete the older check lets through unseen (an
+        insert and its delete both produced after it was noted) is found by the next diff."""
+        assert self.applied is not None
+        if not self.following:
+            return self.applied(table)
+        if table not in self._waiting:
+            self._waiting[table] = self.applied(table)
+        return self._waiting[table]
+
+    def _diff_ran(self, table: str) -> None:
+        self._waiting.pop(table, None)
+        self._last_diff[table] = time.monotonic()
+
     def _diff_due(self, table: str) -> bool:
         last = self._last_diff.get(table)
         return last is None or time.monotonic() - last >= self.options.deletes_every_s
@@ -362,7 +380,7 @@ class Backfill:
     def _emit_deletes(self, table: TableMapping, settled: Callable[[], bool] | None) -> int:
         if settled is not None and not self._target_settled(table, settled):
             return 0  # not counted as run: the next pass tries again
-        self._last_diff[table.name] = time.monotonic()
+        self._diff_ran(table.name)
         gone = self._deleted_keys(table)
         for key in gone:
             self.emitter.delete(
@@ -382,7 +400,14 @@ class Backfill:
         at the source is never seen (an extra row stays). So the diff waits, up to
         `settle_timeout_s`, for the apply group to catch up on the table (a follower does
         not wait: it checks again next cycle); when it does not, deletes are skipped this
-        pass with a warning — never guessed."""
+        pass with a warning — never guessed. A follower asks Kafka first: over D1's API
+        (the reverse poller's replica) the probe of the table is a request."""
+        if self.following:
+            if not settled():
+                self._warn_unsettled(table.name)
+                return False
+            self._diff_ran(table.name)  # an empty replica counts: nothing to delete there
+            return self._replica_has_rows(table)
         if not self._replica_has_rows(table):
             return False  # nothing there to delete: no need to wait for anyone
         deadline = time.monotonic() + (0 if self.following else self.options.settle_timeout_s)

@@ -103,13 +103,33 @@ def test_budget_waits_once_the_window_is_full() -> None:
         slept.append(seconds)
         now[0] += seconds
 
-    budget = RequestBudget(limit=3, window=10.0, clock=lambda: now[0], sleep=sleep)
+    budget = RequestBudget(limit=3, window=10.0, clock=lambda: now[0], sleep=sleep, burst=3)
     for t in (0.0, 1.0, 2.0):
         now[0] = t
         assert budget.acquire() == 0.0
     now[0] = 3.0
     assert budget.acquire() == pytest.approx(7.0)
     assert slept == [pytest.approx(7.0)]
+
+
+def test_budget_paces_requests_instead_of_spending_the_window_at_once() -> None:
+    """A burst of a tenth of the limit, then one request per (window / (limit - burst)):
+    a busy caller waits a little per request instead of stalling for most of the window
+    once it is spent, and no window ever holds more than the limit."""
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    budget = RequestBudget(limit=20, window=90.0, clock=lambda: now[0], sleep=sleep)
+    assert (budget.burst, budget.rate) == (2, 0.2)
+    waits = [budget.acquire() for _ in range(5)]
+    assert waits == [0.0, 0.0, pytest.approx(5.0), pytest.approx(5.0), pytest.approx(5.0)]
+    sent = []
+    for _ in range(200):
+        budget.acquire()
+        sent.append(now[0])
+    assert max(sum(1 for t in sent if start <= t < start + 90) for start in sent) <= 20
 
 
 def test_blobs_and_integers_beyond_2_53_are_written_as_literals_not_json() -> None:

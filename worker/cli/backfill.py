@@ -14,9 +14,10 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from sqlalchemy.engine import Engine
 
-from consumers.offsets import group_progress, topic_offsets
+from consumers.offsets import Partition, group_progress, topic_offsets
 from producers.backfill import MAX_BACKOFF_S, Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
+from producers.reverse_binlog import run_reverse_binlog
 from producers.reverse_poller import ReversePoller, reverse_watermarks
 from producers.watermarks import WatermarkStore
 from worker.cli.context import settings_from
@@ -136,12 +137,17 @@ def _applied_by(
                 continue
             watched.append((group, topic, ends))
 
+        def applied_through(group: str, topic: str, ends: dict[Partition, int]) -> bool:
+            progress = group_progress(admin, group, [topic])
+            # A group that never existed (DEAD) has applied nothing, which is everything
+            # when nothing was there: e.g. the forward topic of a table never written in D1.
+            if progress.group_state == "DEAD":
+                return all(progress.lag(p, end=end) == 0 for p, end in ends.items())
+            return progress.caught_up(until=ends)
+
         def done() -> bool:
             try:
-                return all(
-                    group_progress(admin, group, [topic]).caught_up(until=ends)
-                    for group, topic, ends in watched
-                )
+                return all(applied_through(*entry) for entry in watched)
             except KafkaException as exc:
                 _log.info("apply progress unknown for now", table=table, error=str(exc))
                 return False
@@ -207,6 +213,13 @@ def backfill(
         help="After cut-over: poll MySQL and emit its changes for D1 (`consume --into d1`) on "
         "{prefix}.reverse.{table}; starts at the marks `cutover start` saved.",
     ),
+    binlog: bool = typer.Option(
+        False,
+        "--binlog",
+        help="With --reverse, on self-hosted MySQL/MariaDB (not PlanetScale): read the row "
+        "binlog instead of polling; sees every write, whether or not it bumps updatedAt. "
+        "Starts at the binlog's end on first run, then at its saved position.",
+    ),
 ) -> None:
     """Emit source rows as `backfill` upserts by watermark; resumable after a crash."""
     settings = settings_from(
@@ -222,6 +235,9 @@ def backfill(
     mapping = load_mapping(settings.mapping_path)
     selected = select_tables(mapping, tables)
     options = backfill_options(settings)
+    if binlog:
+        _binlog_source(settings, selected, reverse=reverse, follow=follow)
+        return
     stop = threading.Event()
     # the current chunk is flushed, its watermark saved
     restore = stop_on_signals(stop.set, deadline_s=settings.shutdown_deadline_s)
@@ -241,6 +257,22 @@ def backfill(
     if not follow:
         what = "reverse backfill" if reverse else "backfill"
         typer.echo(f"{what} emitted {emitted} rows from {len(selected)} tables", err=True)
+
+
+def _binlog_source(
+    settings: Settings, tables: list[TableMapping], *, reverse: bool, follow: bool
+) -> None:
+    """`backfill --reverse --binlog` (producers/reverse_binlog.py): without --follow it
+    reads up to the binlog's current end; SIGTERM saves the acknowledged position and stops."""
+    if not reverse:
+        raise ConfigError("--binlog reads MySQL's binlog for the reverse pipeline: add --reverse")
+    stop = threading.Event()
+    restore = stop_on_signals(stop.set, deadline_s=settings.shutdown_deadline_s)
+    try:
+        emitted = run_reverse_binlog(settings, tables, follow=follow, stop=stop)
+    finally:
+        restore()
+    typer.echo(f"binlog reverse source emitted {emitted} events", err=True)
 
 
 def backfill_options(settings: Settings) -> BackfillOptions:
