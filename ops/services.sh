@@ -168,6 +168,16 @@ max_connections=500
 innodb_buffer_pool_size=256M
 # test data only: trade crash durability for speed
 innodb_flush_log_at_trx_commit=2
+# A row binlog for the optional binlog reverse source (producers/reverse_binlog.py): full
+# before/after images, and full row metadata (column names, signedness, charsets: BLOB vs
+# TEXT). Written on every start, so an existing data dir picks it up at its next start.
+server_id=1
+log_bin=mariadb-bin
+binlog_format=ROW
+binlog_row_image=FULL
+binlog_row_metadata=FULL
+max_binlog_size=64M
+binlog_expire_logs_seconds=86400
 [client]
 socket=$MSOCK
 EOF
@@ -197,6 +207,9 @@ ALTER USER '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
 ALTER USER '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASS';
 GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'127.0.0.1';
 GRANT ALL PRIVILEGES ON *.* TO '$DB_USER'@'localhost';
+-- Included in ALL, named for the binlog reverse source: what a production user needs.
+GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '$DB_USER'@'127.0.0.1';
+GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '$DB_USER'@'localhost';
 SQL
   log "mariadb: up on 127.0.0.1:$MYSQL_PORT ($(mariadb_sql -N -e 'select version()')), pid $(cat "$MPID")"
 }

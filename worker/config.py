@@ -142,6 +142,13 @@ class Settings(BaseSettings):
         min_length=1,
         description="Consumer group of the D1 sink (`consume --into d1`, after cut-over).",
     )
+    reverse_binlog_server_id: int = Field(
+        16_016,
+        ge=1,
+        le=4_294_967_295,
+        description="`backfill --reverse --binlog`: the replica server_id it reads the binlog "
+        "as; unique among the server's replicas and different from the server's own.",
+    )
 
     # -- target ------------------------------------------------------------------------
     target_url: SecretStr = Field(
