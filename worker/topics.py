@@ -112,8 +112,14 @@ def ensure_topics(
     return report
 
 
-def ensure_table_topics(settings: Settings, tables: Iterable[str]) -> TopicReport:
-    """`ensure_topics` with the partitions, replication and retention of `settings`."""
+def ensure_table_topics(
+    settings: Settings,
+    tables: Iterable[str],
+    *,
+    topic_of: Callable[[str, str], str] = topic_for,
+) -> TopicReport:
+    """`ensure_topics` with the partitions, replication and retention of `settings`
+    (`topic_of=reverse_topic_for`: the reverse pipeline's topics)."""
     return ensure_topics(
         admin_client(settings.kafka_bootstrap),
         settings.topic_prefix,
@@ -121,6 +127,7 @@ def ensure_table_topics(settings: Settings, tables: Iterable[str]) -> TopicRepor
         settings.topic_partitions,
         settings.topic_replication,
         tombstone_retention_hours=settings.tombstone_retention_hours,
+        topic_of=topic_of,
     )
 
 

@@ -30,7 +30,7 @@ from worker.progress_bars import TableProgress, progress_enabled
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
 from worker.signals import stop_on_signals
 from worker.sources import open_source
-from worker.topics import ensure_topics, reverse_topic_for, topic_for
+from worker.topics import ensure_table_topics, reverse_topic_for, topic_for
 
 _log = get_logger("d1cdc.backfill")
 
@@ -56,15 +56,7 @@ def run_backfill(
 ) -> int:
     """Programmatic `d1cdc backfill` (`reverse`: MySQL → D1); returns the rows emitted."""
     topic_of = reverse_topic_for if reverse else topic_for
-    ensure_topics(
-        admin_client(settings.kafka_bootstrap),
-        settings.topic_prefix,
-        [t.name for t in tables],
-        settings.topic_partitions,
-        settings.topic_replication,
-        tombstone_retention_hours=settings.tombstone_retention_hours,
-        topic_of=topic_of,
-    )
+    ensure_table_topics(settings, [t.name for t in tables], topic_of=topic_of)
     stop = stop or threading.Event()
     engine = target_engine(settings, pool_size=2)
     _wait_for_target(engine, stop, patient=follow)

@@ -36,9 +36,8 @@ from worker.cli.status_report import REVERSE, Status, collect_status, rollback_s
 from worker.config import Settings
 from worker.console import make_console
 from worker.db import target_engine
-from worker.kafka import admin_client
 from worker.schema.mapping import Mapping, load_mapping
-from worker.topics import ensure_topics, reverse_topic_for
+from worker.topics import ensure_table_topics, reverse_topic_for
 
 cutover_app = typer.Typer(
     help="Switch the app's writes to MySQL (check, start) and back to D1 (rollback).",
@@ -199,15 +198,7 @@ def start(
         failed = [f"{c.name}: {c.detail}" for c in checks if not c.ok]
         if failed:
             _refuse("not safe to switch writes: " + "; ".join(failed), force=force)
-        topics = ensure_topics(
-            admin_client(settings.kafka_bootstrap),
-            settings.topic_prefix,
-            [t.name for t in tables],
-            settings.topic_partitions,
-            settings.topic_replication,
-            tombstone_retention_hours=settings.tombstone_retention_hours,
-            topic_of=reverse_topic_for,
-        )
+        topics = ensure_table_topics(settings, [t.name for t in tables], topic_of=reverse_topic_for)
         # After the topics: a failure there leaves no watermark that would block a retry.
         marks = start_marks(engine, tables)
         for name, mark in marks.items():
