@@ -28,7 +28,8 @@ import json
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -56,7 +57,7 @@ from worker.topics import ensure_topics, reverse_topic_for
 
 _log = get_logger("d1cdc.reverse_binlog")
 SOURCE_NAME = "reverse-binlog"
-HEARTBEAT_S = 1.0  # the server's heartbeat when idle: how soon a stop request is seen
+HEARTBEAT_S = 0.5  # the server's heartbeat when idle: how soon a stop request is seen
 SAVE_EVERY_S = 1.0
 IDLE_SAVE_S = 60.0  # other tables' traffic only: still move the position on this often
 _ER_ACCESS_DENIED = (1227, 1045)  # "need REPLICATION … privilege", access denied
@@ -343,28 +344,31 @@ class BinlogReverseSource:
         table = self.tables.get(event.table)
         if table is None:
             return ts_ms  # only_tables filters by name alone; never a table outside the mapping
-        for row in event.rows:
-            ts_ms = max(int(event.timestamp) * 1000, ts_ms + 1)
-            try:
-                if isinstance(event, DeleteRowsEvent):
-                    before = mysql_row(table, row["values"])
+        for before_values, after_values in _images(event):
+            before = None if before_values is None else mysql_row(table, before_values)
+            after = None if after_values is None else mysql_row(table, after_values)
+            if before is not None and (after is None or _key(table, before) != _key(table, after)):
+                # A delete, or an UPDATE of the primary key: the old key's row is gone.
+                ts_ms = max(int(event.timestamp) * 1000, ts_ms + 1)
+                with self._one_event():
                     key = reverse_delete(table, before).key
+                    row = unconvert_row(table, before)  # the before-image: a stale delete loses
                     self.emitter.delete(
-                        table.name,
-                        key,
-                        before=unconvert_row(table, before),
-                        origin=REVERSE_ORIGIN,
-                        ts_ms=ts_ms,
+                        table.name, key, before=row, origin=REVERSE_ORIGIN, ts_ms=ts_ms
                     )
-                else:
-                    after = row["after_values"] if "after_values" in row else row["values"]
-                    self.emitter.emit(
-                        replace(reverse_upsert(table, mysql_row(table, after)), ts_ms=ts_ms)
-                    )
-            except EventTooLargeError as exc:  # one row must not stop every later one
-                self.emitter.dead_letter(exc)
-            self.emitted += 1
+            if after is not None:
+                ts_ms = max(int(event.timestamp) * 1000, ts_ms + 1)
+                with self._one_event():
+                    self.emitter.emit(replace(reverse_upsert(table, after), ts_ms=ts_ms))
         return ts_ms
+
+    @contextmanager
+    def _one_event(self) -> Iterator[None]:
+        try:
+            yield
+        except EventTooLargeError as exc:  # one row must not stop every later one
+            self.emitter.dead_letter(exc)
+        self.emitted += 1
 
     def _boundary(self, position: BinlogPosition) -> None:
         sequence = self.emitter.last_sequence
@@ -391,6 +395,21 @@ class BinlogReverseSource:
                 time.monotonic(),
                 self.emitted,
             )
+
+
+def _images(event: Any) -> Iterator[tuple[dict[str, Any] | None, dict[str, Any] | None]]:
+    """(before, after) of each row of a rows event; None where the change has no such side."""
+    for image in event.rows:
+        if isinstance(event, WriteRowsEvent):
+            yield None, image["values"]
+        elif isinstance(event, DeleteRowsEvent):
+            yield image["values"], None
+        else:
+            yield image["before_values"], image["after_values"]
+
+
+def _key(table: TableMapping, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    return tuple(row[name] for name in table.primary_key)
 
 
 def _ends_transaction(event: Any) -> bool:

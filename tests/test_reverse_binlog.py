@@ -237,6 +237,23 @@ def test_row_changes_arrive_as_reverse_events_in_source_representation(
     assert insert.ts_ms < update.ts_ms < delete.ts_ms
 
 
+def test_an_update_of_the_primary_key_deletes_the_old_key(
+    settings: Settings, engine: sa.Engine
+) -> None:
+    tables = MAPPING.in_level_order()
+    run_reverse_binlog(settings, tables, follow=False)  # first start: the end
+    with engine.begin() as conn:
+        conn.execute(INSERT, {"key": "old", "select": 1, "index": 1, "doc": "{}"})
+        conn.execute(sa.text("UPDATE `order` SET `key` = 'new' WHERE `key` = 'old'"))
+    assert run_reverse_binlog(settings, tables, follow=False) == 3
+    events = _events(settings, 3)
+
+    by_key = {k: [e.op for e in events if e.key["key"] == k] for k in ("old", "new")}
+    assert by_key == {"old": ["upsert", "delete"], "new": ["upsert"]}
+    (gone,) = [e for e in events if e.op == "delete"]
+    assert gone.ts_ms < max(e.ts_ms for e in events if e.key["key"] == "new")
+
+
 def test_a_restart_resumes_at_the_saved_position_without_losing_events(
     settings: Settings, engine: sa.Engine
 ) -> None:
@@ -274,7 +291,7 @@ def test_nothing_unacknowledged_is_saved_so_a_crash_replays_it(
     # Kafka unreachable (a closed port): nothing is acknowledged, so nothing may be saved.
     emitter = ChangeEmitter(
         "127.0.0.1:1", settings.topic_prefix, origin="reverse", topic_of=reverse_topic_for,
-        **{"message.timeout.ms": 1500},
+        **{"message.timeout.ms": 500},
     )  # fmt: skip
     with pytest.raises(ServiceError):
         BinlogReverseSource(settings, tables, emitter, engine).run(follow=False)
