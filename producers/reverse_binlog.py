@@ -38,6 +38,7 @@ from typing import Any
 import pymysql
 import sqlalchemy as sa
 from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, XidEvent
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy.dialects.mysql import DATETIME
@@ -192,12 +193,10 @@ def connection_settings(settings: Settings) -> dict[str, Any]:
     return args
 
 
-def _json_text(value: Any) -> Any:
+def _json_text(value: Any) -> str:
     """MySQL 8 sends JSON columns in its binary form, which the library parses into Python
-    objects with bytes keys and strings; PyMySQL (what `unconvert` expects) returns text.
-    MariaDB's JSON is LONGTEXT and arrives as text already."""
-    if value is None or isinstance(value, str | bytes):
-        return value
+    objects (bytes for keys and strings); PyMySQL, what `unconvert` expects, returns text.
+    A JSON `null` and SQL NULL both arrive as None: read as SQL NULL."""
 
     def plain(v: Any) -> Any:
         if isinstance(v, bytes):
@@ -213,11 +212,13 @@ def _json_text(value: Any) -> Any:
     return json.dumps(plain(value), separators=(",", ":"), ensure_ascii=False)
 
 
-def mysql_row(table: TableMapping, values: Mapping[str, Any]) -> dict[str, Any]:
+def mysql_row(
+    table: TableMapping, values: Mapping[str, Any], binary_json: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """A binlog row image as PyMySQL would have read the row. mysql-replication already
     returns the driver's types (DATETIME(3) → datetime, BIGINT and BOOLEAN/TINYINT(1) → int,
-    unsigned included, DECIMAL → Decimal, BLOB → bytes, TEXT/VARCHAR → str); only MySQL 8's
-    binary JSON differs."""
+    unsigned included, DECIMAL → Decimal, BLOB → bytes, TEXT/VARCHAR → str, and MariaDB's
+    JSON, a LONGTEXT, → str); only the columns of MySQL 8's binary JSON type differ."""
     missing = [name for name in table.columns if name not in values]
     if missing:  # names come from the table map only with binlog_row_metadata=FULL
         raise SchemaError(
@@ -225,10 +226,14 @@ def mysql_row(table: TableMapping, values: Mapping[str, Any]) -> dict[str, Any]:
             "(binlog_row_metadata=FULL? the MySQL table differs from the mapping?)"
         )
     row = dict(values)
-    for name, column in table.columns.items():
-        if column.type.kind == "json":
+    for name in binary_json:
+        if row.get(name) is not None:
             row[name] = _json_text(row[name])
     return row
+
+
+def _binary_json_columns(event: Any) -> frozenset[str]:
+    return frozenset(c.name for c in event.columns if c.type == FIELD_TYPE.JSON)
 
 
 class BinlogReverseSource:
@@ -344,9 +349,10 @@ class BinlogReverseSource:
         table = self.tables.get(event.table)
         if table is None:
             return ts_ms  # only_tables filters by name alone; never a table outside the mapping
+        binary_json = _binary_json_columns(event)
         for before_values, after_values in _images(event):
-            before = None if before_values is None else mysql_row(table, before_values)
-            after = None if after_values is None else mysql_row(table, after_values)
+            before = None if before_values is None else mysql_row(table, before_values, binary_json)
+            after = None if after_values is None else mysql_row(table, after_values, binary_json)
             if before is not None and (after is None or _key(table, before) != _key(table, after)):
                 # A delete, or an UPDATE of the primary key: the old key's row is gone.
                 ts_ms = max(int(event.timestamp) * 1000, ts_ms + 1)

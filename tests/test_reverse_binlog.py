@@ -25,13 +25,14 @@ from producers.reverse_binlog import (
     BinlogReverseSource,
     binlog_problem,
     check_binlog,
+    mysql_row,
     run_reverse_binlog,
 )
 from tests.edge_mapping import edge_mapping
 from worker.config import Settings
 from worker.db import create_target_engine
 from worker.envelope import ChangeEvent, decode_event, encode_event, new_event
-from worker.errors import ConfigError, ServiceError
+from worker.errors import ConfigError, SchemaError, ServiceError
 from worker.kafka import admin_client
 from worker.schema.ddl import apply_mapping
 from worker.schema.unconvert import unconvert_row
@@ -180,6 +181,18 @@ def test_binlog_problem_names_the_missing_setting() -> None:
     assert "binlog_row_value_options" in str(binlog_problem(partial))
     older = {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL"}
     assert binlog_problem(older) is None  # a server without the variable is not asked for it
+
+
+def test_mysql_8_binary_json_is_read_back_as_the_text_the_driver_returns() -> None:
+    image = {name: None for name in ORDER.columns}
+    binary = frozenset({"doc"})  # MySQL 8's JSON type, parsed by the library
+    assert mysql_row(ORDER, {**image, "doc": {b"b": [1, b"x", None]}}, binary)["doc"] == (
+        '{"b":[1,"x",null]}'
+    )
+    assert mysql_row(ORDER, {**image, "doc": b"abc"}, binary)["doc"] == '"abc"'  # a JSON string
+    assert mysql_row(ORDER, {**image, "doc": '{"b": 1}'})["doc"] == '{"b": 1}'  # MariaDB: text
+    with pytest.raises(SchemaError, match="binlog_row_metadata=FULL"):
+        mysql_row(ORDER, {"key": "k"})
 
 
 def test_a_user_without_replication_client_gets_a_one_line_error(
