@@ -267,9 +267,11 @@ class BinlogReverseSource:
         """Emit every mapped row change after the saved position; until `stop` when
         following, else up to the binlog's end. Returns the events emitted.
 
-        While following, a lost connection (MySQL restarting) or a Kafka delivery failure
-        is ridden out: reading starts again at the last saved position, so what was emitted
-        but not yet saved is emitted again (the apply path is idempotent)."""
+        While following, a lost connection (MySQL restarting) is ridden out: reading starts
+        again at the last saved position, so what was emitted but not yet saved is emitted
+        again (the apply path is idempotent). A Kafka delivery failure (`ServiceError`) ends
+        the run, nothing after it saved: the emitter cannot acknowledge past a lost event, so
+        the next run (a supervisor's restart) resumes before it."""
         with self.engine.connect() as conn:
             end = check_binlog(conn)
         start = self.store.load()
@@ -287,7 +289,7 @@ class BinlogReverseSource:
             try:
                 self._read(self._saved, follow=follow)
                 break
-            except (pymysql.err.OperationalError, ServiceError) as exc:
+            except (pymysql.err.OperationalError, sa.exc.OperationalError) as exc:
                 failures += 1
                 if not follow or self.stop.is_set() or _error_code(exc) in _ER_FATAL:
                     raise _stream_error(exc, self._saved) from None
@@ -453,7 +455,7 @@ def _stream_error(exc: Exception, start: BinlogPosition) -> Exception:
             f"{start.log_pos} ({exc.args[-1]}): catch up with `backfill --reverse` (polling), "
             "then delete the row of _d1cdc_binlog_position to start at the binlog's end"
         )
-    return exc
+    return ServiceError(f"the binlog stream from {start.log_file}:{start.log_pos} failed: {exc}")
 
 
 def run_reverse_binlog(
