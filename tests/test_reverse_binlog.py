@@ -37,7 +37,7 @@ from worker.kafka import admin_client
 from worker.schema.ddl import apply_mapping
 from worker.schema.unconvert import unconvert_row
 from worker.schema.writer import write_mapping
-from worker.topics import ensure_topics, reverse_topic_for
+from worker.topics import TopicReport, ensure_topics, reverse_topic_for
 
 pytestmark = pytest.mark.integration
 MAPPING = edge_mapping()
@@ -78,19 +78,18 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
     describe right after a create can still answer 'unknown topic')."""
     settings = make_settings()
 
-    def ready() -> bool:
+    def ready() -> bool:  # a call that created nothing has described every topic
         try:
-            _ensure_reverse_topics(settings)
+            return not _ensure_reverse_topics(settings).created
         except ServiceError:
             return False
-        return True
 
     _await(ready, "readable reverse topics")
     return settings
 
 
-def _ensure_reverse_topics(settings: Settings) -> None:
-    ensure_topics(
+def _ensure_reverse_topics(settings: Settings) -> TopicReport:
+    return ensure_topics(
         admin_client(settings.kafka_bootstrap),
         settings.topic_prefix,
         [t.name for t in MAPPING.in_level_order()],
@@ -128,8 +127,9 @@ def following(settings: Settings, engine: sa.Engine) -> Iterator[threading.Event
     finally:
         stop.set()
         thread.join(timeout=15)
+        if failed:  # the source's own error explains any failure of the test's body
+            raise failed[0]
     assert not thread.is_alive(), "the source did not stop within 15 s of its stop request"
-    assert not failed, failed
 
 
 def _await(done: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
