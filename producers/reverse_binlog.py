@@ -50,11 +50,10 @@ from producers.reverse_events import REVERSE_ORIGIN, reverse_delete, reverse_ups
 from worker.config import Settings
 from worker.db import target_engine, tls_context
 from worker.errors import ConfigError, EventTooLargeError, SchemaError, ServiceError
-from worker.kafka import admin_client
 from worker.logs import get_logger
 from worker.schema.mapping import TableMapping
 from worker.schema.unconvert import unconvert_row
-from worker.topics import ensure_topics, reverse_topic_for
+from worker.topics import ensure_table_topics, reverse_topic_for
 
 _log = get_logger("d1cdc.reverse_binlog")
 SOURCE_NAME = "reverse-binlog"
@@ -466,15 +465,7 @@ def run_reverse_binlog(
     stop: threading.Event | None = None,
 ) -> int:
     """Programmatic `backfill --reverse --binlog`; returns the events emitted."""
-    ensure_topics(
-        admin_client(settings.kafka_bootstrap),
-        settings.topic_prefix,
-        [t.name for t in tables],
-        settings.topic_partitions,
-        settings.topic_replication,
-        tombstone_retention_hours=settings.tombstone_retention_hours,
-        topic_of=reverse_topic_for,
-    )
+    ensure_table_topics(settings, [t.name for t in tables], topic_of=reverse_topic_for)
     engine = target_engine(settings, pool_size=2)
     emitter = ChangeEmitter.from_settings(
         settings, origin=REVERSE_ORIGIN, topic_of=reverse_topic_for

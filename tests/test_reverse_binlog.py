@@ -33,15 +33,15 @@ from worker.config import Settings
 from worker.db import create_target_engine
 from worker.envelope import ChangeEvent, decode_event, encode_event, new_event
 from worker.errors import ConfigError, SchemaError, ServiceError
-from worker.kafka import admin_client
 from worker.schema.ddl import apply_mapping
 from worker.schema.unconvert import unconvert_row
 from worker.schema.writer import write_mapping
-from worker.topics import TopicReport, ensure_topics, reverse_topic_for
+from worker.topics import ensure_table_topics, reverse_topic_for
 
 pytestmark = pytest.mark.integration
 MAPPING = edge_mapping()
 ORDER = MAPPING.table("order")
+TABLES = [t.name for t in MAPPING.in_level_order()]
 ROW_BINLOG = {
     "log_bin": "ON",
     "binlog_format": "ROW",
@@ -80,23 +80,12 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 
     def ready() -> bool:  # a call that created nothing has described every topic
         try:
-            return not _ensure_reverse_topics(settings).created
+            return not ensure_table_topics(settings, TABLES, topic_of=reverse_topic_for).created
         except ServiceError:
             return False
 
     _await(ready, "readable reverse topics")
     return settings
-
-
-def _ensure_reverse_topics(settings: Settings) -> TopicReport:
-    return ensure_topics(
-        admin_client(settings.kafka_bootstrap),
-        settings.topic_prefix,
-        [t.name for t in MAPPING.in_level_order()],
-        settings.topic_partitions,
-        settings.topic_replication,
-        topic_of=reverse_topic_for,
-    )
 
 
 def _server_problem(conn: sa.Connection) -> str | None:
