@@ -13,13 +13,19 @@ server needs `log_bin`, `binlog_format=ROW`, `binlog_row_image=FULL`, `binlog_ro
 (column names, signedness and charsets travel in the table map only then) and a user with
 REPLICATION SLAVE and REPLICATION CLIENT; `check_binlog` says which one is missing.
 
-At-least-once: a position (binlog file, offset after a transaction's commit event, the last
-`ts_ms` given) is saved in `_d1cdc_binlog_position` only once Kafka acknowledged every event
-before it, so a `kill -9` resumes at or before the last acknowledged event. The first start
-begins at the binlog's current end and saves it at once. `ts_ms` is the event's binlog time,
-raised to one more than the previous event's when not later, so one key's events keep their
-order for the version rules even within a second, and a replay from a saved position
-reproduces the same `ts_ms` values.
+At-least-once: a position (binlog file, offset after a transaction's commit event — never
+inside a transaction, where a resume would lack the table map — and the last `ts_ms` given)
+is saved in `_d1cdc_binlog_position` only once Kafka acknowledged every event before it, so a
+`kill -9` resumes at or before the last acknowledged event. The first start begins at the
+binlog's current end (`SHOW MASTER STATUS`: what `d1cdc cutover start` would mark; its
+per-table marks are the polling source's) and saves it at once, so start it before writes
+switch to MySQL. `ts_ms` is the event's binlog time, raised to one more than the previous
+event's when not later, so one key's events keep their order for the version rules even
+within a second, and a replay from a saved position reproduces the same `ts_ms` values.
+
+Rows of tables outside the mapping are skipped; DDL is logged and ignored (the mapping and
+D1 are changed by a person); an UPDATE of a primary key becomes a delete of the old key
+followed by an upsert of the new one.
 """
 
 from __future__ import annotations
