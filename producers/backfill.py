@@ -33,7 +33,7 @@ from producers.emitter import ChangeEmitter
 from producers.keyset import SQLITE, Dialect, Watermark, lookback_floor, next_page, start_watermark
 from producers.watermarks import WatermarkStore
 from worker.db import root_cause
-from worker.errors import EventTooLargeError, ServiceError
+from worker.errors import ServiceError, UnshippableError
 from worker.logs import get_logger
 from worker.schema.mapping import TableMapping
 from worker.sources.base import Source
@@ -115,8 +115,12 @@ class Backfill:
         progress: ProgressSink | None = None,
         stop: threading.Event | None = None,
         applied: Callable[[str], Callable[[], bool]] | None = None,
+        before_pass: Callable[[], None] | None = None,
     ) -> None:
-        """`applied(table)`, called when a table's pass starts, notes where the table's topic
+        """`before_pass()`, called before every pass, raises to stop the poller (a forward
+        poller once the cut-over has started, a reverse one once it was rolled back).
+
+        `applied(table)`, called when a table's pass starts, notes where the table's topic
         ends *now* and returns a check: has the target applied everything up to there? (The
         CLI gives it; it asks Kafka for the apply group's committed offsets.) Without it,
         the delete diff runs against the target as it is."""
@@ -128,6 +132,7 @@ class Backfill:
         self.progress: ProgressSink = progress or NoProgress()
         self.stop = stop or threading.Event()
         self.applied = applied
+        self.before_pass = before_pass
         self.following = False
         self._pending: list[tuple[int, Watermark]] = []  # (last sequence, page watermark)
         self.cycles = 0  # completed passes over all tables (watchable from another thread)
@@ -141,6 +146,8 @@ class Backfill:
 
     def run_once(self, tables: list[TableMapping]) -> list[TableResult]:
         """One pass over `tables`, parents before children."""
+        if self.before_pass is not None:
+            self.before_pass()
         results = []
         for table in sorted(tables, key=lambda t: (t.level, t.name)):
             if self.stop.is_set():
@@ -322,7 +329,7 @@ class Backfill:
                     sent[key] = version
             try:
                 self._emit_row(table, row, read_ms)
-            except EventTooLargeError as exc:  # one row must not stop every later one
+            except UnshippableError as exc:  # one row must not stop every later one
                 # The lookback re-reads it: one letter per version of the row is enough.
                 version = tuple(row.get(c) for c in table.version_columns) or (len(exc.value),)
                 seen = (exc.topic, exc.key, repr(version))
@@ -418,15 +425,17 @@ class Backfill:
             self.stop.wait(0.5)
         return True
 
-    def _warn_unsettled(self, table: str) -> None:
+    def _warn_unsettled(
+        self, table: str, why: str = "consumers have not applied this table's events yet"
+    ) -> None:
         now = time.monotonic()
         last = self._unsettled_warned.get(table)
         if last is not None and now - last < UNSETTLED_WARN_EVERY_S:
             return
         self._unsettled_warned[table] = now
         _log.warning(
-            "consumers have not applied this table's events yet; deletes not checked "
-            "this pass" + (" (said once a minute while following)" if self.following else ""),
+            f"{why}; deletes not checked this pass"
+            + (" (said once a minute while following)" if self.following else ""),
             table=table,
         )
 

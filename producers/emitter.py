@@ -28,7 +28,7 @@ from producers.spool import DEFAULT_MAX_BYTES, Spool, SpooledMessage
 from worker.config import Settings
 from worker.dead_letters import DeadLetterWriter, headers_for
 from worker.envelope import ChangeEvent, encode_event, new_event
-from worker.errors import EventTooLargeError, SchemaError, ServiceError
+from worker.errors import EventTooLargeError, SchemaError, ServiceError, UnshippableError
 from worker.kafka import EVENT_ROOM, MAX_EVENT_BYTES, producer_config
 from worker.logs import get_logger
 from worker.schema.mapping import Mapping as SchemaMapping
@@ -133,16 +133,21 @@ class ChangeEmitter:
         with self._lock:
             self._send(SpooledMessage(topic, message_key, value))
 
-    def dead_letter(self, refused: EventTooLargeError) -> None:
-        """Store an event Kafka's topics cannot take in the dead-letter topic (truncated to
-        fit, with its size and hash), acknowledged before this returns. For workers that
-        must go on past one row (backfill); an app gets the error instead."""
+    def topic(self, table: str) -> str:
+        """The topic this emitter produces `table`'s events to."""
+        return self._topic_of(self.topic_prefix, table)
+
+    def dead_letter(self, refused: UnshippableError) -> None:
+        """Store a change that cannot be an event (too large for Kafka's topics, or a row
+        the reverse pipeline cannot convert) in the dead-letter topic (truncated to fit,
+        with its size and hash), acknowledged before this returns. For workers that must go
+        on past one row (the pollers); an app gets the error instead."""
         if self._dead_letters is None:
             self._dead_letters = DeadLetterWriter(self._bootstrap, dlq_topic(self.topic_prefix))
         headers = headers_for(refused.reason, refused.topic, -1, -1, int(time.time() * 1000))
         self._dead_letters.send(refused.key, refused.value, headers)
         self._dead_letters.flush()
-        _log.error("event too large for Kafka; dead-lettered", reason=refused.reason)
+        _log.error("change cannot be shipped; dead-lettered", reason=refused.reason)
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery callbacks (spooling any failures); cheap, call it often."""

@@ -40,13 +40,23 @@ class EnvelopeError(EventError):
     """An event is not a valid v1 envelope (bad JSON, missing field, wrong type)."""
 
 
-class EventTooLargeError(EventError):
-    """An event is bigger than the topics and producers take (`worker.kafka.MAX_EVENT_BYTES`).
-    It carries the encoded event, so a caller that must not stop can dead-letter it."""
+class UnshippableError(EventError):
+    """A change a producer cannot make a Kafka event of. It carries what to dead-letter
+    (topic, key, value), so a poller that must not stop at one row can store it and go on."""
 
     def __init__(self, message: str, *, topic: str, key: bytes, value: bytes) -> None:
         super().__init__(message)
         self.topic, self.key, self.value = topic, key, value
+
+
+class EventTooLargeError(UnshippableError):
+    """An event is bigger than the topics and producers take (`worker.kafka.MAX_EVENT_BYTES`);
+    the value is the encoded event."""
+
+
+class UnconvertibleRowError(UnshippableError):
+    """A MySQL row the reverse pipeline cannot turn back into D1's representation (a BOOLEAN
+    holding 2, written by raw SQL); the value is the row as JSON, values as text."""
 
 
 class UnknownTableError(EventError):

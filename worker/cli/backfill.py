@@ -60,13 +60,12 @@ def run_backfill(
     stop = stop or threading.Event()
     engine = target_engine(settings, pool_size=2)
     _wait_for_target(engine, stop, patient=follow)
-    if not reverse and reverse_watermarks(engine).all():
+    guard = _cut_over_guard(engine, reverse=reverse)
+    try:
+        guard()
+    except ConfigError:
         engine.dispose()
-        raise ConfigError(
-            "the cut-over has started (reverse watermarks exist in _d1cdc_watermarks): the "
-            "app writes to MySQL now, and a forward backfill would delete there every row "
-            "written since; after a rollback (`d1cdc cutover rollback`) it may run again"
-        )
+        raise
     source = open_source(settings)
     origin = "reverse" if reverse else "backfill"
     emitter = ChangeEmitter.from_settings(settings, mapping, origin=origin, topic_of=topic_of)
@@ -83,7 +82,7 @@ def run_backfill(
                 )
                 poller = ReversePoller(
                     engine, source, emitter, options, progress=progress, stop=stop,
-                    applied=applied,
+                    applied=applied, before_pass=guard,
                 )  # fmt: skip
             else:
                 poller = Backfill(
@@ -95,6 +94,7 @@ def run_backfill(
                     progress=progress,
                     stop=stop,
                     applied=_applied_by(settings, (settings.group_id, topic_for)),
+                    before_pass=guard,
                 )
             if follow:
                 poller.follow(tables, interval_s)
@@ -107,6 +107,34 @@ def run_backfill(
 
 
 TopicOf = Callable[[str, str], str]
+
+
+def _cut_over_guard(engine: Engine, *, reverse: bool) -> Callable[[], None]:
+    """What each pass checks first, so a poller left running stops at the right moment.
+
+    Forward: once `cutover start` saved reverse watermarks the app writes to MySQL, and the
+    forward delete diff would take every row written there since for a row deleted in D1.
+    Reverse: without them (never started, or `cutover rollback` cleared them) the app
+    writes to D1 again, and the reverse diff would take every new D1 row for one deleted
+    in MySQL."""
+    store = reverse_watermarks(engine)
+
+    def guard() -> None:
+        started = bool(store.all())
+        if not reverse and started:
+            raise ConfigError(
+                "the cut-over has started (reverse watermarks exist in _d1cdc_watermarks): "
+                "the app writes to MySQL now, and a forward backfill would delete there every "
+                "row written since; after a rollback (`d1cdc cutover rollback`) it may run again"
+            )
+        if reverse and not started:
+            raise ConfigError(
+                "no reverse watermarks in _d1cdc_watermarks: run `d1cdc cutover start` before "
+                "`backfill --reverse` (after `d1cdc cutover rollback` the reverse poller stops: "
+                "the app writes to D1 again)"
+            )
+
+    return guard
 
 
 def _applied_by(
@@ -124,9 +152,9 @@ def _applied_by(
             try:
                 ends = topic_offsets(admin, [topic], OffsetSpec.latest())  # type: ignore[no-untyped-call]
             except KafkaException as exc:
-                _log.warning("topic end unknown; deletes checked against the target as it is",
+                _log.warning("topic end unknown; deletes not checked this pass",
                              table=table, topic=topic, error=str(exc))  # fmt: skip
-                continue
+                return lambda: False  # never guessed: the next pass notes it again
             watched.append((group, topic, ends))
 
         def applied_through(group: str, topic: str, ends: dict[Partition, int]) -> bool:

@@ -79,8 +79,11 @@ class TableStatus:
     committed: int = 0
     last_applied_ms: int | None = None
     watermark: str | None = None
-    # Reverse only: MySQL rows newer than the reverse poller's watermark (None: unknown).
+    # Reverse only: MySQL rows newer than the reverse poller's watermark (None: unknown),
+    # and whether its pass over the table is unfinished (a table without version columns
+    # is read whole every cycle: only a finished pass after the write freeze covers it).
     unread: int | None = None
+    mid_pass: bool = False
 
     @property
     def lag(self) -> int:
@@ -255,7 +258,9 @@ def collect_status(
     elif mapping is not None and watermarks:
         marks = direction.watermarks(engine).all()
         for row in status.tables:
-            row.unread = unread_rows(engine, mapping.table(row.table), marks.get(row.table))
+            mark = marks.get(row.table)
+            row.unread = unread_rows(engine, mapping.table(row.table), mark)
+            row.mid_pass = mark is not None and mark.phase != "incremental" and mark.pk is not None
     return status
 
 
@@ -310,6 +315,12 @@ def rollback_safety(status: Status) -> list[str]:
         reasons.append(
             f"MySQL holds rows the reverse poller has not shipped yet ({', '.join(unread[:5])}): "
             "with writes frozen, let `backfill --reverse` finish a pass"
+        )
+    unfinished = [t.table for t in status.tables if t.mid_pass]
+    if unfinished:
+        reasons.append(
+            f"the reverse poller is part-way through {', '.join(unfinished[:5])}: let "
+            "`backfill --reverse` finish a pass after the write freeze"
         )
     unmarked = [t.table for t in status.tables if t.watermark is None]
     if unmarked:

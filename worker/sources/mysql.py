@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from worker.db import root_cause
-from worker.errors import ServiceError
+from worker.errors import SchemaError, ServiceError
 from worker.sources.base import Row
 
 
@@ -32,6 +32,11 @@ class MySQLSource:
                 return [dict(r._mapping) for r in result]
         except sa.exc.OperationalError as exc:
             raise ServiceError(f"MySQL ({self.name}) query failed: {root_cause(exc)}") from None
+        except sa.exc.DBAPIError as exc:  # a mapped table or column missing in MySQL
+            raise SchemaError(
+                f"MySQL ({self.name}) refused a query: {root_cause(exc)} "
+                "(does the target schema match the mapping? `d1cdc schema apply`)"
+            ) from None
 
     def close(self) -> None:
         """The engine belongs to the caller."""
