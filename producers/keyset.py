@@ -156,3 +156,17 @@ def next_page(
         f"{head} WHERE {where} ORDER BY {order} {limit_sql}",
         (mark.version, *mark.pk, limit),
     )
+
+
+def unread_count(table: TableMapping, mark: Watermark | None, dialect: Dialect = SQLITE) -> Page:
+    """The count of `table`'s rows a poller at `mark` has not read yet: newer than its
+    version (incremental), or all of them (no mark, or a first snapshot not finished).
+    Only for tables with a version column: without one every cycle re-reads all rows."""
+    name = dialect.quote(table.name)
+    head = f"SELECT count(*) AS n FROM {name}"
+    if mark is None or mark.phase != "incremental":
+        return Page(head, ())
+    version = dialect.quote(table.version_columns[0])
+    if mark.version is None:
+        return Page(f"{head} WHERE {version} IS NOT NULL", ())
+    return Page(f"{head} WHERE {version} > {dialect.mark}", (mark.version,))

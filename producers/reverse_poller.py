@@ -36,7 +36,7 @@ from producers.backfill import Backfill, BackfillOptions, ProgressSink
 from producers.capture_sql import CHANGES_TABLE
 from producers.deletes import find_keys_gone_from_target
 from producers.emitter import ChangeEmitter
-from producers.keyset import MYSQL, Watermark
+from producers.keyset import MYSQL, Watermark, unread_count
 from producers.reverse_events import REVERSE_ORIGIN
 from producers.watermarks import REVERSE_PREFIX, WatermarkStore
 from worker.errors import ConversionError, UnconvertibleRowError
@@ -171,15 +171,5 @@ def unread_rows(mysql: Engine, table: TableMapping, mark: Watermark | None) -> i
     table without a version column is re-read whole every cycle)."""
     if not table.version_columns or not sa.inspect(mysql).has_table(table.name):
         return None
-    name, version = MYSQL.quote(table.name), MYSQL.quote(table.version_columns[0])
-    if mark is None or mark.phase != "incremental":
-        rows = MySQLSource(mysql).query(f"SELECT count(*) AS n FROM {name}")
-    elif mark.version is None:
-        rows = MySQLSource(mysql).query(
-            f"SELECT count(*) AS n FROM {name} WHERE {version} IS NOT NULL"
-        )
-    else:
-        rows = MySQLSource(mysql).query(
-            f"SELECT count(*) AS n FROM {name} WHERE {version} > %s", (mark.version,)
-        )
-    return int(rows[0]["n"])
+    page = unread_count(table, mark, MYSQL)
+    return int(MySQLSource(mysql).query(page.sql, page.params)[0]["n"])

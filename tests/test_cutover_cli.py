@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 
 from consumers.loop import run_until_caught_up
 from producers.backfill import BackfillOptions
+from producers.keyset import Watermark
 from producers.reverse_poller import reverse_watermarks
+from producers.watermarks import WatermarkStore
 from tests.consume_helpers import produce_raw
 from tests.simple_mapping import versioned_table
 from tests.test_status import commit_to_end
@@ -79,10 +81,8 @@ def test_check_is_not_safe_while_forward_lags_and_safe_once_applied_and_verified
     """Backfilled but not applied: lag and verify fail; applied: only verify; verified: safe."""
     settings, _engine = replica
     assert run_backfill(settings, MAPPING, MAPPING.in_level_order(), BackfillOptions()) >= 20
-    assert checks(settings) == (
-        1,
-        {"forward lag": False, "capture": True, "verify": False, "dead letters": True},
-    )
+    found_before = {"forward lag": False, "capture": True, "verify": False, "dead letters": True}
+    assert checks(settings) == (1, {**found_before, "forward poller": True})
     outcome = run_until_caught_up(settings, MAPPING, timeout_s=60)
     assert outcome.caught_up and outcome.dead_letters == 0
     code, found = checks(settings)
@@ -107,7 +107,10 @@ def test_start_writes_reverse_marks_and_topics_once_and_rollback_clears_them(
     settings, engine = replica
     code, out = cutover(settings, "start")
     assert code == 1 and "no verify run recorded" in out
+    # Without capture, only a forward poller that has read every D1 row lets it pass.
+    assert "forward poller: D1 rows newer than its watermark: note=20" in out
     assert reverse_watermarks(engine).all() == {}
+    WatermarkStore(engine).save("note", Watermark("incremental", version=BASE_MS + 19))
 
     with engine.begin() as conn:
         conn.execute(

@@ -30,13 +30,16 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
+from producers.keyset import unread_count
 from producers.reverse_poller import reverse_watermarks, start_marks
+from producers.watermarks import WatermarkStore
 from worker.cli.context import settings_from
 from worker.cli.status_report import REVERSE, Status, collect_status, rollback_safety
 from worker.config import Settings
 from worker.console import make_console
 from worker.db import target_engine
 from worker.schema.mapping import Mapping, load_mapping
+from worker.sources import open_source
 from worker.topics import ensure_table_topics, reverse_topic_for
 
 cutover_app = typer.Typer(
@@ -126,7 +129,36 @@ def _forward_checks(
 ) -> list[Check]:
     names = [t.name for t in mapping.in_level_order()]
     status = collect_status(settings, names, engine, last_applied=False, mapping=mapping)
-    return cutover_checks(status, verify_max_age=timedelta(minutes=max_age))
+    checks = cutover_checks(status, verify_max_age=timedelta(minutes=max_age))
+    if status.capture is None:  # without capture, only the poller brings D1's writes over
+        checks.append(_poller_check(settings, mapping, engine))
+    return checks
+
+
+def _poller_check(settings: Settings, mapping: Mapping, engine: Engine) -> Check:
+    """Without capture the forward poller is what ships D1's writes: has it read every row
+    D1 holds? A write after its last pass is in neither the topics nor MySQL, and lag 0
+    and a clean verify of an hour ago do not show it."""
+    marks = WatermarkStore(engine).all()
+    source = open_source(settings)
+    unread: list[str] = []
+    try:
+        for table in mapping.in_level_order():
+            if table.version_columns:
+                page = unread_count(table, marks.get(table.name))
+                n = int(source.query(page.sql, page.params)[0]["n"])
+                if n:
+                    unread.append(f"{table.name}={n}")
+    finally:
+        source.close()
+    if unread:
+        return Check(
+            "forward poller",
+            False,
+            f"D1 rows newer than its watermark: {', '.join(unread[:5])} (stop the writes to "
+            "D1, then run `d1cdc backfill` once)",
+        )
+    return Check("forward poller", True, "has read every versioned row D1 holds")
 
 
 _MAX_AGE = typer.Option(
