@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from d1_api_server import D1ApiServer, serve_d1_api
 
+from consumers.d1_statements import guarded_delete_statement
 from worker.errors import ConfigError, ServiceError
+from worker.schema.mapping import mapping_from_dict
 from worker.sources.base import MAX_PARAMS, column_names, rows_by_keys
 from worker.sources.budget import RequestBudget
 from worker.sources.d1http import D1HttpSource, inline_unsafe_params
@@ -154,3 +156,61 @@ def test_a_batch_round_trips_blobs_and_large_integers_exactly(tmp_path: Path) ->
         source.close()
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT * FROM t ORDER BY id").fetchall() == values
+
+
+def test_numbered_placeholders_become_plain_ones_in_occurrence_order() -> None:
+    """`?NNN` is parameter NNN and a bare `?` the next after the largest (SQLite): a parameter
+    named twice is bound or written out twice, a literal never runs into following digits."""
+    sql, params = inline_unsafe_params(
+        "SELECT ?2, ?1, ?2, ?, ?10 -- ?9", [2**60, "s", b"\x01", *range(4, 11)]
+    )
+    assert sql == "SELECT ?, 1152921504606846976, ?, X'01', ? -- ?9"
+    assert params == ["s", "s", 10]
+    assert inline_unsafe_params("SELECT 1 - ?", [-(2**63)]) == (
+        "SELECT 1 - (-9223372036854775808)",
+        [],
+    )
+
+
+def test_a_placeholder_without_its_parameter_is_a_one_line_service_error() -> None:
+    """No traceback out of `batch()` (an IndexError crash-looped the D1 sink): a ServiceError
+    saying what does not match, before any request."""
+    source = D1HttpSource("acct", "db1", TOKEN, "http://127.0.0.1:9")
+    with pytest.raises(ServiceError, match=r"placeholder \?3 but 2 parameters") as info:
+        source.batch([("DELETE FROM t WHERE a = ?1 AND b = ?3", [2**60, 1])])
+    assert "\n" not in str(info.value) and source.requests == 0
+    with pytest.raises(ServiceError, match="3 parameters for 1 placeholders"):
+        source.batch([("DELETE FROM t WHERE a = ?", [b"x", 1, 2])])
+    source.close()
+
+
+def test_a_guarded_delete_with_a_big_integer_key_and_a_blob_version(tmp_path: Path) -> None:
+    """The D1 sink's guarded delete (numbered placeholders, each version named twice) over the
+    HTTP API: key 2^60 + 1 and a BLOB version, written as literals, guard applied exactly."""
+    table = mapping_from_dict(
+        {
+            "tables": {
+                "doc": {
+                    "primary_key": ["id"],
+                    "version_columns": ["stamp"],
+                    "columns": {
+                        "id": {"type": "bigint", "nullable": False},
+                        "stamp": {"type": "blob"},
+                    },
+                }
+            }
+        }
+    ).table("doc")
+    big = 2**60 + 1
+    db = tmp_path / "d1.sqlite"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE doc (id INTEGER PRIMARY KEY, stamp BLOB)")
+        conn.executemany("INSERT INTO doc VALUES (?, ?)", [(big, b"\x02"), (big + 1, b"\x02")])
+    with serve_d1_api(db) as server:
+        source = D1HttpSource(server.account, server.database, server.token, server.base_url)
+        older = guarded_delete_statement(table, {"id": big}, [b"\x01"])
+        newer = guarded_delete_statement(table, {"id": big + 1}, [b"\x03"])
+        assert source.batch([older, newer]) == [0, 1]
+        source.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT id, stamp FROM doc").fetchall() == [(big, b"\x02")]

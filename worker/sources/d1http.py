@@ -48,15 +48,20 @@ def _needs_literal(value: Any) -> bool:
 
 def _literal(value: Any) -> str:
     if isinstance(value, int):
-        return str(int(value))
+        # Parenthesised when negative: `a - ?` must not become the comment `a --9…`.
+        return str(value) if value >= 0 else f"({value})"
     return "X'" + bytes(value).hex() + "'"
 
 
 def inline_unsafe_params(sql: str, params: Sequence[Any]) -> tuple[str, list[Any]]:
-    """`sql` with each `?` whose value JSON cannot carry exactly replaced by its literal.
+    """`sql` with each placeholder whose value JSON cannot carry exactly replaced by its
+    literal, the others turned into plain `?` bound in order of occurrence.
 
-    Placeholders are found outside quoted text and identifiers ('…', "…", `…`, […]) and
-    `--` comments, so a `?` inside a name, a string or a comment is left alone."""
+    Placeholders follow SQLite: `?NNN` is parameter NNN, a bare `?` one more than the largest
+    number so far; a parameter named twice is bound (or written out) twice. They are found
+    outside quoted text and identifiers ('…', "…", `…`, […]) and `--` comments, so a `?`
+    inside a name, a string or a comment is left alone. A placeholder numbered beyond the
+    parameters, or parameters beyond the largest placeholder, is a ValueError."""
     values = list(params)
     if not any(_needs_literal(v) for v in values):
         return sql, values
@@ -64,7 +69,7 @@ def inline_unsafe_params(sql: str, params: Sequence[Any]) -> tuple[str, list[Any
     kept: list[Any] = []
     closing = {"'": "'", '"': '"', "`": "`", "[": "]"}
     quote: str | None = None
-    index, at = 0, 0
+    largest, at = 0, 0
     while at < len(sql):
         char = sql[at]
         if quote is not None:
@@ -79,23 +84,38 @@ def inline_unsafe_params(sql: str, params: Sequence[Any]) -> tuple[str, list[Any
             at = end
             continue
         elif char == "?":
-            value = values[index]
-            index += 1
+            end = at + 1
+            while end < len(sql) and sql[end].isdigit():
+                end += 1
+            number = int(sql[at + 1 : end]) if end > at + 1 else largest + 1
+            if not 1 <= number <= len(values):
+                raise ValueError(f"placeholder ?{number} but {len(values)} parameters")
+            largest = max(largest, number)
+            value = values[number - 1]
             if _needs_literal(value):
-                char = _literal(value)
+                out.append(_literal(value))
             else:
+                out.append("?")
                 kept.append(value)
+            at = end
+            continue
         out.append(char)
         at += 1
-    if index != len(values):
-        raise ValueError(f"{len(values)} parameters for {index} placeholders")
+    if largest != len(values):
+        raise ValueError(f"{len(values)} parameters for {largest} placeholders")
     return "".join(out), kept
 
 
 def _bound(sql: str, params: Sequence[Any]) -> dict[str, Any]:
-    """One statement of a request, unsafe values inlined, within D1's statement size."""
-    check_param_count(params)
-    text, kept = inline_unsafe_params(sql, params)
+    """One statement of a request, unsafe values inlined, within D1's limits per statement."""
+    try:
+        check_param_count(params)
+        text, kept = inline_unsafe_params(sql, params)
+        check_param_count(kept)  # a parameter named twice is bound twice
+    except ValueError as exc:
+        raise ServiceError(
+            f"cannot send a statement to D1 ({exc}): {' '.join(sql.split())[:80]}"
+        ) from None
     size = len(text.encode("utf-8"))
     if size > MAX_STATEMENT_BYTES:
         raise ServiceError(
