@@ -243,11 +243,12 @@ def start(
         console.print(f"reverse start watermark {name}: {mark.phase}, version={mark.version}")
     console.print(
         "\nNext steps:\n"
-        "  1. switch the app's writes to MySQL (the flag flip);\n"
-        "  2. start the reverse poller: d1cdc backfill --reverse --follow\n"
-        "  3. start the D1 sink: d1cdc consume --into d1\n"
-        "  4. stop the forward `backfill --follow` (it refuses to start from now on: it "
-        "would take rows written to MySQL for rows deleted in D1)\n"
+        "  1. stop the forward `backfill --follow` now, while writes are frozen (a running "
+        "one stops at its next pass; none starts from now on: it would take rows written to "
+        "MySQL for rows deleted in D1);\n"
+        "  2. switch the app's writes to MySQL (the flag flip);\n"
+        "  3. start the reverse poller: d1cdc backfill --reverse --follow\n"
+        "  4. start the D1 sink: d1cdc consume --into d1\n"
         "  5. watch D1 catch up: d1cdc status --reverse, d1cdc verify --reverse",
         markup=False,
     )
