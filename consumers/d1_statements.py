@@ -10,6 +10,19 @@ NULL in SQLite, and the update would be skipped). SQLite evaluates that WHERE ag
 stored row before any assignment, so unlike MySQL the order of the SET list does not
 matter. Tombstones (an old upsert after a delete) are not SQL's business: the sink plans
 against its side table (`consumers.plan`), as the MySQL sink does.
+
+The guard compares values as SQLite stores them, and rows written before cut-over may hold
+a version in a form the sink never writes: TEXT from `DEFAULT CURRENT_TIMESTAMP` in a
+`timestamp_s`/`timestamp_ms` column, where the sink writes INTEGER (SQLite orders any TEXT
+above any INTEGER, so every update would be skipped), or the app's ISO
+'2026-12-01T10:00:00' in a `timestamp_text` column, where the sink writes
+'2026-12-01 10:00:00' ('T' sorts above ' ' on the same day). So, still in one statement:
+`timestamp_text` versions are compared through `strftime('%Y-%m-%d %H:%M:%f', …)` on both
+sides, and where the two values differ in storage class (INTEGER and REAL being one) the
+incoming event wins. That is safe: after cut-over MySQL is the primary and was level with
+D1 at the switch, so an incoming MySQL version is never older than a pre-switch D1 one;
+rows the sink wrote itself are in its canonical form, the same class as what it sends, so
+their guard is exact. NULL stays the lowest version, whatever the other side's class.
 """
 
 from __future__ import annotations
@@ -28,6 +41,8 @@ __all__ = [
     "delete_statements",
     "framed",
     "guarded_delete_statement",
+    "held_is_newer",
+    "incoming_is_newer",
     "upsert_statements",
 ]
 
@@ -44,15 +59,49 @@ def _row_value(prefix: str, columns: Sequence[str]) -> str:
     return names[0] if len(names) == 1 else "(" + ", ".join(names) + ")"
 
 
-def stored_is_newer(stored: Sequence[str], incoming: Sequence[str]) -> str:
-    """SQL: the tuple `stored` > the tuple `incoming`, lexicographically, NULL lowest; never
-    NULL itself (`IS` is SQLite's NULL-safe equality, MySQL's `<=>`)."""
-    terms = []
-    for i, (s, n) in enumerate(zip(stored, incoming, strict=True)):
-        equal_prefix = [f"{stored[j]} IS {incoming[j]}" for j in range(i)]
-        greater = f"({s} IS NOT NULL AND ({n} IS NULL OR {s} > {n}))"
-        terms.append(" AND ".join([*equal_prefix, greater]))
+def _normalised(expr: str, kind: str) -> str:
+    # `timestamp_text`: the app's ISO 'T' form and the sink's space form compare as moments;
+    # text strftime() cannot read stays itself (never NULL for a non-NULL value).
+    if kind == "timestamp_text":
+        return f"coalesce(strftime('%Y-%m-%d %H:%M:%f', {expr}), {expr})"
+    return expr
+
+
+def _storage_class(expr: str) -> str:
+    # INTEGER and REAL compare as numbers; TEXT, BLOB and NULL are classes of their own.
+    return f"replace(typeof({expr}), 'real', 'integer')"
+
+
+def _newer(
+    first: Sequence[str], second: Sequence[str], kinds: Sequence[str], *, mismatch: bool
+) -> str:
+    """SQL: the version tuple `first` > `second`, lexicographically, NULL lowest; a column
+    whose two non-NULL values differ in storage class counts as `mismatch` (first newer or
+    not). Never NULL itself (`IS` is SQLite's NULL-safe equality, MySQL's `<=>`)."""
+    equal: list[str] = []
+    greater: list[str] = []
+    for a, b, kind in zip(first, second, kinds, strict=True):
+        classes = f"{_storage_class(a)} = {_storage_class(b)}"
+        na, nb = _normalised(a, kind), _normalised(b, kind)
+        equal.append(f"({classes} AND {na} IS {nb})")
+        compare = f"(NOT {classes} OR {na} > {nb})" if mismatch else f"({classes} AND {na} > {nb})"
+        greater.append(f"({a} IS NOT NULL AND ({b} IS NULL OR {compare}))")
+    terms = [" AND ".join([*equal[:i], greater[i]]) for i in range(len(greater))]
     return "(" + " OR ".join(terms) + ")"
+
+
+def held_is_newer(table: TableMapping, held: Sequence[str], incoming: Sequence[str]) -> str:
+    """SQL: the stored versions `held` are newer than `incoming` (the guard's test)."""
+    return _newer(held, incoming, _kinds(table), mismatch=False)
+
+
+def incoming_is_newer(table: TableMapping, held: Sequence[str], incoming: Sequence[str]) -> str:
+    """SQL: `incoming` is strictly newer than the stored versions `held` (backfill's test)."""
+    return _newer(incoming, held, _kinds(table), mismatch=True)
+
+
+def _kinds(table: TableMapping) -> list[str]:
+    return [table.columns[c].type.kind for c in table.version_columns]
 
 
 def upsert_statements(
@@ -80,9 +129,9 @@ def upsert_statements(
             incoming = [f"excluded.{quote_ident(c)}" for c in table.version_columns]
             held = [f"{name}.{quote_ident(c)}" for c in table.version_columns]
             applies = (
-                stored_is_newer(incoming, held)
+                incoming_is_newer(table, held, incoming)
                 if strict
-                else f"NOT {stored_is_newer(held, incoming)}"
+                else f"NOT {held_is_newer(table, held, incoming)}"
             )
             action += f" WHERE {applies}"
     else:
@@ -126,7 +175,7 @@ def guarded_delete_statement(
     held = [quote_ident(c) for c in table.version_columns]
     # Numbered parameters (`?NNN`, supported by D1): the guard names each version twice.
     incoming = [f"?{len(pk) + i + 1}" for i in range(len(held))]
-    where.append(f"NOT {stored_is_newer(held, incoming)}")
+    where.append(f"NOT {held_is_newer(table, held, incoming)}")
     sql = f"DELETE FROM {quote_ident(table.name)} WHERE {' AND '.join(where)}"
     return Statement(sql, (*(key[c] for c in pk), *versions))
 

@@ -10,6 +10,7 @@ from consumers.d1_statements import (
     Statement,
     delete_statements,
     framed,
+    guarded_delete_statement,
     upsert_statements,
 )
 from worker.schema.mapping import mapping_from_dict
@@ -97,3 +98,70 @@ def test_marker_is_present_inside_the_batch_and_gone_after() -> None:
     run(db, framed(upsert_statements(TABLE, [row("a", "x", 1)])))
     assert db.execute("SELECT marker FROM seen").fetchall() == [(1,)]
     assert db.execute(f'SELECT count(*) FROM "{MARKER_TABLE}"').fetchone() == (0,)
+
+
+def test_a_pre_cutover_text_version_does_not_block_updates_or_deletes() -> None:
+    """A row from before cut-over with TEXT from `DEFAULT CURRENT_TIMESTAMP` in a
+    `timestamp_s` column: SQLite orders any TEXT above any INTEGER, so the sink's INTEGER
+    versions were all skipped. Across storage classes the incoming event wins."""
+    db = database()
+    db.execute(
+        'INSERT INTO "limit" VALUES (?, ?, ?, ?, ?)', ("a", 2**60, "old", "2026-12-01 10:00:00", 9)
+    )
+    db.execute(
+        'INSERT INTO "limit" VALUES (?, ?, ?, ?, ?)', ("b", 2**60, "old", "2026-12-01 10:00:00", 9)
+    )
+    run(db, upsert_statements(TABLE, [row("a", "after cut-over", 1_796_119_200)]))
+    assert values(db) == [("a", "after cut-over"), ("b", "old")]
+    run(db, [guarded_delete_statement(TABLE, {"id": "b", "n": 2**60}, [1_796_119_200, 0])])
+    assert values(db) == [("a", "after cut-over")]
+    run(db, upsert_statements(TABLE, [row("a", "older", 1_796_119_199, 99)]))
+    assert values(db) == [("a", "after cut-over")]  # the sink's own rows: guard exact
+
+
+TEXT_TABLE = mapping_from_dict(
+    {
+        "tables": {
+            "event": {
+                "primary_key": ["id"],
+                "version_columns": ["at"],
+                "columns": {
+                    "id": {"type": "string(20)", "nullable": False},
+                    "v": {"type": "text"},
+                    "at": {"type": "timestamp_text"},
+                },
+            }
+        }
+    }
+).table("event")
+
+
+def test_iso_and_space_text_timestamps_compare_as_moments() -> None:
+    """The app's ISO '…T10:00:00' against the sink's '… 11:00:00': compared as text, 'T'
+    sorts above ' ' and a later update on the same day was skipped."""
+    db = sqlite3.connect(":memory:")
+    db.execute('CREATE TABLE "event" (id TEXT PRIMARY KEY, v TEXT, "at" TEXT)')
+    db.executemany(
+        'INSERT INTO "event" VALUES (?, ?, ?)',
+        [("a", "app", "2026-12-01T10:00:00"), ("b", "app", "2026-12-01T10:00:00.250Z")],
+    )
+
+    def upsert(key: str, v: str, at: str | None) -> None:
+        run(db, upsert_statements(TEXT_TABLE, [{"id": key, "v": v, "at": at}]))
+
+    def rows() -> dict[str, str]:
+        return dict(db.execute('SELECT id, v FROM "event"').fetchall())
+
+    upsert("a", "earlier", "2026-12-01 09:59:59.999")
+    upsert("b", "earlier", "2026-12-01 10:00:00.249")
+    assert rows() == {"a": "app", "b": "app"}  # older: still stale
+    upsert("a", "tie", "2026-12-01 10:00:00")
+    upsert("b", "later", "2026-12-01 11:00:00")
+    assert rows() == {"a": "tie", "b": "later"}
+    upsert("a", "null", None)
+    assert rows()["a"] == "tie"  # NULL is still the lowest version
+    run(db, [guarded_delete_statement(TEXT_TABLE, {"id": "b"}, ["2026-12-01 10:59:59"])])
+    assert rows() == {"a": "tie", "b": "later"}
+    db.execute("UPDATE \"event\" SET \"at\" = '2026-12-01T12:00:00' WHERE id = 'b'")
+    run(db, [guarded_delete_statement(TEXT_TABLE, {"id": "b"}, ["2026-12-01 12:00:00.000"])])
+    assert rows() == {"a": "tie"}
