@@ -3,6 +3,8 @@
     eval "$(bash ops/services.sh env)"
     .venv/bin/python ops/bench/bench_apply.py --pipeline            # demo rows, 200k
     .venv/bin/python ops/bench/bench_apply.py --workload synthetic --rows 50000  # sink vs bare
+    .venv/bin/python ops/bench/bench_apply.py --pipeline --against HEAD~1  # a change on/off
+    .venv/bin/python ops/bench/bench_apply.py --pipeline-only --consumers 2 --backlog-late 3
 
 Workloads: `demo` (default) is every row of a demo D1 database (59 tables, the types the
 demo app uses) generated to about `--rows` rows; `synthetic` is one 15-column table (text,
@@ -270,6 +272,7 @@ class PipelineRun:
     cpu_us: float  # consumers' CPU per event while the clock ran (start-up excluded)
     shares: list[int]  # events each consumer applied, in start order
     late_assigned_s: float | None = None  # the late member's first partitions, after its start
+    applied_before_late: int = 0  # events committed when the late member got partitions
 
 
 def run_pipeline(
@@ -294,9 +297,9 @@ def run_pipeline(
     only at its next heartbeat, ~3 s) would measure the group protocol, not the pipeline.
 
     `backlog_late_s` (a backlog, issue 15): the topics are filled first; the first consumer
-    starts, the others `backlog_late_s` seconds later (0: all together), and the clock runs
-    from the first start. That is the mode where a member joining mid-backlog must receive
-    its share of the partitions quickly.
+    starts, the others `backlog_late_s` seconds after it holds partitions (0: all together),
+    and the clock runs from the first start. That is the mode where a member joining
+    mid-backlog must receive its share of the partitions quickly.
     """
     from bench_common import assigned_members, wait_for_group
     from confluent_kafka import Producer
@@ -366,6 +369,7 @@ def run_pipeline(
 
     children: list[subprocess.Popen[bytes]] = []
     late_assigned_s = None
+    applied_before_late = 0
     try:
         if backlog_late_s is None:
             children = [start() for _ in range(consumers)]
@@ -383,19 +387,25 @@ def run_pipeline(
         ends = {p: end for p, end in ends.items() if end > 0}
         pending = list(ends)
         first_members: set[str] | None = None
-        late_started = 0.0
+        first_assigned = late_started = 0.0
+        done: dict[Any, int] = {}
         while pending and all(child.poll() is None for child in children):
-            if backlog_late_s is not None and len(children) < consumers:
-                if time.perf_counter() - started >= backlog_late_s:
+            now = time.perf_counter()
+            if backlog_late_s and len(children) < consumers:
+                # S seconds after the first member holds partitions: mid-backlog for sure.
+                if not first_assigned and assigned_members(admin, group):
+                    first_assigned = now
+                if first_assigned and now - first_assigned >= backlog_late_s:
                     first_members = set(assigned_members(admin, group))
-                    late_started = time.perf_counter()
+                    late_started = now
                     children += [start() for _ in range(consumers - len(children))]
             elif (
                 first_members is not None
                 and late_assigned_s is None
                 and set(assigned_members(admin, group)) - first_members
             ):
-                late_assigned_s = time.perf_counter() - late_started
+                late_assigned_s = now - late_started
+                applied_before_late = sum(max(0, done.get(p, 0)) for p in ends)
             done = group_progress(admin, group, topics).committed
             pending = [p for p in pending if done.get(p, -1) < ends[p]]
             time.sleep(0.05)
@@ -429,7 +439,9 @@ def run_pipeline(
         sys.exit(f"d1cdc consume exited with {codes}")
     shares = [_consumed(output) for output in outputs]
     cpu_us = cpu_s / len(workload.rows) * 1e6
-    return PipelineRun(seconds, peak_kb // 1024, cpu_us, shares, late_assigned_s)
+    return PipelineRun(
+        seconds, peak_kb // 1024, cpu_us, shares, late_assigned_s, applied_before_late
+    )
 
 
 def _consumed(output: str) -> int:
@@ -602,7 +614,8 @@ def main() -> None:
         "--backlog-late",
         type=float,
         metavar="S",
-        help="fill the topics first; start one consumer, the others S seconds later; "
+        help="fill the topics first; start one consumer, the others S seconds after it holds "
+        "partitions; "
         "compare with all started together",
     )
     parser.add_argument("--lag-rate", type=int, default=0, help="events/s for the lag run")
@@ -653,8 +666,8 @@ def compare_pipeline(
         "event produced until every offset is committed"
         if late is None
         else f"processes in one group on a full backlog, the first started alone, the "
-        f"others {late:g} s later, and together: timed from the first start until every "
-        "offset is committed"
+        f"others {late:g} s after it holds partitions, and together: timed from the first "
+        "start until every offset is committed"
     )
     print(f"pipeline Kafka → MySQL: {args.partitions} partitions per topic; `d1cdc consume` {mode}")
     trees = {
@@ -722,7 +735,12 @@ def _describe(run: PipelineRun, count: int) -> str:
     shares = "/".join(f"{100 * n / max(1, sum(run.shares)):.0f}" for n in run.shares)
     late = ""
     if run.late_assigned_s is not None:
-        late = f", late member assigned after {run.late_assigned_s:.1f} s"
+        rest = count - run.applied_before_late  # what was left to share when it could start
+        late = (
+            f", late member assigned {run.late_assigned_s:.1f} s after its start, when "
+            f"{run.applied_before_late:,} events were applied; it applied "
+            f"{100 * run.shares[-1] / max(1, rest):.0f} % of the rest"
+        )
     return (
         f"{run.seconds:.2f} s = {count / run.seconds:,.0f} events/s, "
         f"CPU {run.cpu_us:.1f} µs/event, shares {shares} %{late}"
