@@ -20,6 +20,9 @@ not fit is split in halves, and so is one that SQLite refuses because of a row
 reason, the rest applies. Each part is its own batch, its rows and side-table states
 together; a part already committed when a later one fails is harmless, its events being
 delivered again (P1). A D1/SQLite outage is a `ServiceError`: the loop pauses and retries.
+So is a failing marker statement (a leftover marker row makes every insert of it a UNIQUE
+violation, which is no row's fault): the sink's start, run again on the next attempt,
+deletes a leftover marker row with a warning.
 
 Side table `_d1cdc_reverse_states`: what `_d1cdc_row_versions` is for MySQL, one row per
 (table, canonical key) — tombstones, and the last `ts_ms` of rows of tables without version
@@ -39,6 +42,7 @@ from typing import Any, Protocol
 from consumers.change import Change, DeadLetter, StoredState
 from consumers.d1_statements import (
     MARKER_DDL,
+    MARKER_TABLE,
     Statement,
     delete_statements,
     framed,
@@ -48,10 +52,12 @@ from consumers.d1_statements import (
 from consumers.plan import Ident, TablePlan, plan_table
 from consumers.sink import ApplyResult
 from worker.errors import ConversionError, SchemaError, ServiceError
+from worker.logs import get_logger
 from worker.schema.mapping import Mapping, TableMapping
 from worker.schema.unconvert import unconvert_row, unconvert_value
 from worker.sources.base import MAX_PARAMS, quote_ident
 
+_log = get_logger("d1cdc.d1_sink")
 STATES_TABLE = "_d1cdc_reverse_states"
 STATES_DDL = (
     f"CREATE TABLE IF NOT EXISTS {quote_ident(STATES_TABLE)} ("
@@ -113,11 +119,29 @@ class D1Sink:
     def apply(self, changes: Sequence[Change]) -> ApplyResult:
         """Apply coalesced `changes`; returns counts and the dead letters of refused rows."""
         if not self._ready:
-            self.writer.batch([Statement(MARKER_DDL, ()), Statement(STATES_DDL, ())])
-            self._ready = True
+            self._start()
         if not changes:
             return ApplyResult()
         return self._apply_part(list(changes), self._read_states(changes))
+
+    def _start(self) -> None:
+        """Create the marker and side tables, and delete a leftover marker row: while one
+        exists the capture triggers log no app write, and every marker insert fails. A
+        batch is atomic, so only a manual insert leaves one."""
+        changed = self.writer.batch(
+            [
+                Statement(MARKER_DDL, ()),
+                Statement(STATES_DDL, ()),
+                Statement(f'DELETE FROM "{MARKER_TABLE}"', ()),
+            ]
+        )
+        if changed[2] > 0:
+            _log.warning(
+                f"deleted a leftover row of {MARKER_TABLE}; app writes made while it existed "
+                "were not captured: check the forward direction with d1cdc verify",
+                table=MARKER_TABLE,
+            )
+        self._ready = True
 
     # -- one part: one batch ---------------------------------------------------------------
     def _apply_part(self, changes: list[Change], known: dict[Ident, StoredState]) -> ApplyResult:
@@ -191,6 +215,13 @@ class D1Sink:
         except ServiceError as exc:
             message = str(exc)
             lowered = message.lower()
+            if MARKER_TABLE in lowered:  # e.g. a leftover row: "UNIQUE constraint failed"
+                self._ready = False  # the next attempt starts again, deleting it
+                raise ServiceError(
+                    f"the D1 sink's no-echo marker statement on {MARKER_TABLE} failed "
+                    f"({' '.join(message.split())}); the next attempt deletes a leftover "
+                    "marker row first"
+                ) from None
             if any(marker in lowered for marker in _ROW_REFUSALS):
                 raise _RowRejected(message) from None
             if any(marker in lowered for marker in _SCHEMA_MISMATCHES):

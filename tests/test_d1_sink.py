@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from structlog.testing import capture_logs
 
 from consumers.coalesce import coalesce_batch
 from consumers.d1_sink import STATES_TABLE, D1Sink
@@ -26,7 +27,7 @@ from tests.d1_sink_fixtures import (
     table_rows,
 )
 from worker.errors import ServiceError
-from worker.no_echo import MARKER_TABLE
+from worker.no_echo import MARKER_DDL, MARKER_TABLE
 from worker.schema.unconvert import unconvert_row
 from worker.sources import SqliteSource
 
@@ -256,3 +257,25 @@ def test_d1_sink_ends_like_the_memory_sink(
             }
             got = {f'{{"id":"{k}"}}': r for k, r in table_rows(path, table).items()}
             assert got == expected, table
+
+
+def test_a_leftover_marker_row_is_deleted_at_start_not_blamed_on_rows(
+    sink: D1Sink, path: Path
+) -> None:
+    """A marker row left by hand made every batch's marker insert fail with UNIQUE, read as a
+    row refusal: every row was dead-lettered. The start deletes it, with a warning."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(MARKER_DDL)
+    db.execute(f'INSERT INTO "{MARKER_TABLE}" (id) VALUES (1)')
+    with capture_logs() as logs:
+        result = sink.apply([item(f"k{i}", "n", 100 + i) for i in range(5)])
+    assert not result.dead and len(table_rows(path, "item")) == 5
+    assert [e["log_level"] for e in logs if MARKER_TABLE in e["event"]] == ["warning"]
+    db.execute(f'INSERT INTO "{MARKER_TABLE}" (id) VALUES (1)')  # while the sink runs
+    with pytest.raises(ServiceError, match=f"marker statement on {MARKER_TABLE}") as info:
+        sink.apply([item("k9", "n", 1)])
+    assert "\n" not in str(info.value)
+    result = sink.apply([item("k9", "n", 1)])  # the loop's retry: the start runs again
+    assert not result.dead and "k9" in table_rows(path, "item")
+    assert db.execute(f'SELECT count(*) FROM "{MARKER_TABLE}"').fetchone() == (0,)
+    db.close()
