@@ -15,9 +15,10 @@ statements and `MAX_BATCH_BYTES` of SQL and values: 50 is the smallest number of
 D1 lets one unit of work run (a Worker invocation on the free plan), about 4,800 bound
 values, milliseconds of SQLite work, far from the 30 s limit; 1 MB keeps one request, and
 its retry, small (a single larger row, D1 allows 2 MB, travels alone). A batch that does
-not fit is split in halves, and so is one that SQLite refuses because of a row
-(constraint, NOT NULL…), until the culprit is alone: it is dead-lettered with SQLite's
-reason, the rest applies. Each part is its own batch, its rows and side-table states
+not fit is split in halves; one that SQLite refuses because of a row (constraint, NOT
+NULL…) is retried by prefixes until each culprit is alone (`D1Sink._isolate`: about n
+requests when all n rows are refused, not halving's 2n - 1): it is dead-lettered with
+SQLite's reason, the rest applies. Each part is its own batch, its rows and side-table states
 together; a part already committed when a later one fails is harmless, its events being
 delivered again (P1). A D1/SQLite outage is a `ServiceError`: the loop pauses and retries.
 So is a failing marker statement (a leftover marker row makes every insert of it a UNIQUE
@@ -145,19 +146,21 @@ class D1Sink:
 
     # -- one part: one batch ---------------------------------------------------------------
     def _apply_part(self, changes: list[Change], known: dict[Ident, StoredState]) -> ApplyResult:
-        """Plan and write `changes` as one batch, or in halves; `known` (the side table as
-        committed so far) is updated after each committed batch."""
-        plans = self._plan(changes, known)
+        """Write `changes` as one batch, or in halves when they do not fit one; a batch D1
+        refuses because of a row is narrowed down to its refused rows (`_isolate`)."""
         try:
-            statements = [s for name, plan in plans for s in self._statements(name, plan)]
+            return self._attempt(changes, known)
         except _RowRejected as exc:
-            return self._refused(changes, known, exc)
+            return self._isolate(changes, known, exc)
+
+    def _attempt(self, changes: list[Change], known: dict[Ident, StoredState]) -> ApplyResult:
+        """Plan and write `changes` as one batch (halves if too big), or raise `_RowRejected`;
+        `known` (the side table as committed so far) is updated after each committed batch."""
+        plans = self._plan(changes, known)
+        statements = [s for name, plan in plans for s in self._statements(name, plan)]
         if len(changes) > 1 and not self._fits(statements):
             return self._halves(changes, known)
-        try:
-            self._write(statements)
-        except _RowRejected as exc:
-            return self._refused(changes, known, exc)
+        self._write(statements)
         result = ApplyResult()
         for name, plan in plans:
             known.update(plan.state_writes)
@@ -174,14 +177,43 @@ class D1Sink:
         result.merge(self._apply_part(changes[middle:], known))
         return result
 
-    def _refused(
-        self, changes: list[Change], known: dict[Ident, StoredState], exc: _RowRejected
+    def _isolate(
+        self, changes: list[Change], known: dict[Ident, StoredState], refusal: _RowRejected
     ) -> ApplyResult:
-        if len(changes) > 1:
-            return self._halves(changes, known)
-        change = changes[0]
-        reason = f"D1 refused {change.op} of {change.table} key {change.identity[1]}: {exc}"
-        return ApplyResult(dead=[DeadLetter(change.source, " ".join(reason.split()))])
+        """Apply what D1 accepts of `changes`, refused together with `refusal`, and
+        dead-letter each row it refuses.
+
+        By prefixes: the first `suspect` pending rows are known to hold a refused row (the
+        last refused prefix) and are narrowed by trying their first half; with none known,
+        prefixes of 1, 2, 4… rows are tried. A row is dead-lettered only once refused alone,
+        or when the rest of a refused prefix applied. Splitting in halves costs 2n - 1
+        requests when every row is refused (500 rows: 999 of D1's 1,200 per 5 minutes);
+        this costs n + log2 n then, n being the least any scheme spends to show each of n
+        rows refused on its own, and as little as halving when they are few (one in 500:
+        17 requests, both; two: 34, halving 35)."""
+        result = ApplyResult()
+        pending = list(changes)
+        suspect = len(pending)
+        step = 1
+        while pending:
+            if suspect == 1:
+                result.dead.append(_dead_letter(pending.pop(0), refusal))
+                suspect, step = 0, 1
+                continue
+            size = suspect // 2 if suspect else min(step, len(pending))
+            try:
+                part = self._attempt(pending[:size], known)
+            except _RowRejected as exc:
+                suspect, refusal = size, exc
+                continue
+            result.merge(part)
+            del pending[:size]
+            if suspect:
+                # the refused row is in the rest, unless the part was split and refused one
+                suspect = 0 if part.dead else suspect - size
+            else:
+                step *= 2
+        return result
 
     def _plan(
         self, changes: list[Change], known: dict[Ident, StoredState]
@@ -273,6 +305,11 @@ class D1Sink:
                         int(row["ts_ms"]),
                     )
         return found
+
+
+def _dead_letter(change: Change, refusal: _RowRejected) -> DeadLetter:
+    reason = f"D1 refused {change.op} of {change.table} key {change.identity[1]}: {refusal}"
+    return DeadLetter(change.source, " ".join(reason.split()))
 
 
 def _write_states(table: str, states: list[tuple[str, StoredState]]) -> list[Statement]:

@@ -279,3 +279,28 @@ def test_a_leftover_marker_row_is_deleted_at_start_not_blamed_on_rows(
     assert not result.dead and "k9" in table_rows(path, "item")
     assert db.execute(f'SELECT count(*) FROM "{MARKER_TABLE}"').fetchone() == (0,)
     db.close()
+
+
+def test_a_batch_of_refused_rows_costs_about_one_request_per_row(
+    writer: RecordingWriter, path: Path
+) -> None:
+    """64 rows, every one refused: halving spent 2n - 1 = 127 requests (500 rows: 999, most of
+    D1's budget); narrowing by prefixes spends the first batch, log2 n to reach the first
+    row alone, then one per row."""
+    sink = D1Sink(writer, MAPPING)
+    result = sink.apply([item(f"k{i:02d}", None, 100 + i) for i in range(64)])
+    assert len(result.dead) == 64 and table_rows(path, "item") == {}
+    assert len(writer.batches) - 1 == 1 + 6 + 63  # after the start's DDL
+
+
+def test_a_few_refused_rows_cost_a_few_requests_each(writer: RecordingWriter, path: Path) -> None:
+    """Three refused rows among 256: a few requests each (30; halving 31), the rest
+    applied, the dead letters exactly those three."""
+    sink = D1Sink(writer, MAPPING)
+    bad = {3, 130, 131}
+    changes = [item(f"k{i:03d}", None if i in bad else "n", 100 + i) for i in range(256)]
+    result = sink.apply(changes)
+    assert sorted(d.source for d in result.dead) == sorted(changes[i].source for i in bad)
+    assert len(table_rows(path, "item")) == 253
+    assert result.applied[("item", "upsert")] == 253
+    assert len(writer.batches) - 1 <= 40
