@@ -6,7 +6,8 @@ In one run:
 - `d1cdc consume` and `d1cdc backfill --follow` run as real processes;
 - each of them is killed with `kill -9` and restarted;
 - MariaDB is restarted;
-- the broker is down for longer than the group session timeout (45 s).
+- the broker is down for longer than the group session timeout (10 s on d1cdc's broker,
+  `group.consumer.session.timeout.ms` in ops/kafka/server.properties.in).
 
 The run uses a Kafka broker and a MariaDB of its own, so it can stop them. At the end the
 writer stops, one final backfill pass runs, and the target must equal the source row for
@@ -45,7 +46,7 @@ from worker.topics import ensure_topics, topic_for
 
 pytestmark = pytest.mark.integration
 PREFIX, GROUP, DATABASE = "fault", "fault-apply", "fault_db"
-OUTAGE_S = 50.0  # > the 45 s session timeout
+OUTAGE_S = 15.0  # > the broker's 10 s group session timeout
 
 MAPPING = mapping_from_dict(
     {
@@ -223,4 +224,4 @@ def test_live_writes_through_kill_9_a_mariadb_restart_and_a_long_broker_outage(
         assert differences(source, engine, MAPPING) == []
     finally:
         engine.dispose()
-    assert writer.writes > 3000
+    assert writer.writes > 2000  # ~50/s for the ~60 s of faults: the app never stalled
