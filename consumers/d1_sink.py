@@ -25,6 +25,15 @@ So is a failing marker statement (a leftover marker row makes every insert of it
 violation, which is no row's fault): the sink's start, run again on the next attempt,
 deletes a leftover marker row with a warning.
 
+Foreign keys: D1 enforces them, and reverse topics are per table, so a batch may hold a
+child before its parent. Every batch starts with `PRAGMA defer_foreign_keys = on`
+(`d1_statements.framed`): they are checked at its commit, and order within a batch does not
+matter. A refused batch is narrowed in an order where parents' upserts precede their
+children's and children's deletes precede their parents' (the mapping's dependency
+levels), so a prefix never parts a child from a parent it needs. What remains: a child in
+an earlier batch than its parent is refused ("FOREIGN KEY constraint failed") and
+dead-lettered; `d1cdc dlq replay` applies it once the parent is there.
+
 Side table `_d1cdc_reverse_states`: what `_d1cdc_row_versions` is for MySQL, one row per
 (table, canonical key) — tombstones, and the last `ts_ms` of rows of tables without version
 columns. Versions are stored as hex text: the HTTP API's JSON parameters carry no bytes,
@@ -192,7 +201,7 @@ class D1Sink:
         rows refused on its own, and as little as halving when they are few (one in 500:
         17 requests, both; two: 34, halving 35)."""
         result = ApplyResult()
-        pending = list(changes)
+        pending = sorted(changes, key=self._parents_first)
         suspect = len(pending)
         step = 1
         while pending:
@@ -214,6 +223,10 @@ class D1Sink:
             else:
                 step *= 2
         return result
+
+    def _parents_first(self, change: Change) -> tuple[int, int]:
+        level = self.mapping.table(change.table).level
+        return (0, -level) if change.op == "delete" else (1, level)
 
     def _plan(
         self, changes: list[Change], known: dict[Ident, StoredState]

@@ -35,6 +35,7 @@ from worker.schema.mapping import TableMapping
 from worker.sources.base import MAX_PARAMS, quote_ident
 
 __all__ = [
+    "DEFER_FOREIGN_KEYS",
     "MARKER_DDL",
     "MARKER_TABLE",
     "Statement",
@@ -180,9 +181,17 @@ def guarded_delete_statement(
     return Statement(sql, (*(key[c] for c in pk), *versions))
 
 
+DEFER_FOREIGN_KEYS = Statement("PRAGMA defer_foreign_keys = on", ())
+
+
 def framed(statements: Sequence[Statement]) -> list[Statement]:
-    """`statements` between the marker's insert and delete: one batch, no echo."""
+    """`statements` as one batch: foreign keys checked when it commits, not statement by
+    statement (D1 enforces them and allows deferring them until the end of the current
+    transaction: https://developers.cloudflare.com/d1/sql-api/foreign-keys/), so a child
+    ahead of its parent in the batch applies; between the marker's insert and delete, so
+    nothing echoes."""
     return [
+        DEFER_FOREIGN_KEYS,
         Statement(f'INSERT INTO "{MARKER_TABLE}" (id) VALUES (1)', ()),
         *statements,
         Statement(f'DELETE FROM "{MARKER_TABLE}"', ()),

@@ -6,7 +6,8 @@ with `{"sql", "params"}` → `{"success", "errors", "messages", "result": [{"res
 nothing) with one `result` entry per statement — enforces the bearer token and D1's
 100-parameter limit per statement, returns
 BLOBs as arrays of byte values like D1 does, and can be told to fail the next requests
-(e.g. 429) to exercise the client's retries.
+(e.g. 429) to exercise the client's retries. `foreign_keys=True` enforces foreign keys as
+D1 always does (`PRAGMA foreign_keys = on`; an SQLite file opened by sqlite3 does not).
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ _PATH = re.compile(r"^/client/v4/accounts/([^/]+)/d1/database/([^/]+)/query$")
 
 
 class D1ApiServer(ThreadingHTTPServer):
-    def __init__(self, db_path: Path, token: str, account: str, database: str) -> None:
+    def __init__(
+        self, db_path: Path, token: str, account: str, database: str, *, foreign_keys: bool = False
+    ) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.db_path = db_path
+        self.foreign_keys = foreign_keys
         self.token = token
         self.account = account
         self.database = database
@@ -57,10 +61,14 @@ def _envelope(result: list[dict[str, Any]] | None, errors: list[dict[str, Any]])
     return json.dumps(body).encode("utf-8")
 
 
-def _run(db_path: Path, statements: list[tuple[str, list[Any]]]) -> list[dict[str, Any]]:
+def _run(
+    db_path: Path, statements: list[tuple[str, list[Any]]], *, foreign_keys: bool
+) -> list[dict[str, Any]]:
     """Every statement in one transaction; raises sqlite3.Error after rolling back."""
     conn = sqlite3.connect(db_path, isolation_level=None)
     conn.row_factory = sqlite3.Row
+    if foreign_keys:
+        conn.execute("PRAGMA foreign_keys = on")
     try:
         conn.execute("BEGIN IMMEDIATE")
         out = []
@@ -120,7 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(400, _envelope(None, error))
             return
         try:
-            result = _run(self.server.db_path, statements)
+            result = _run(self.server.db_path, statements, foreign_keys=self.server.foreign_keys)
         except sqlite3.Error as exc:
             self._answer(400, _envelope(None, [{"code": 7500, "message": str(exc)}]))
             return
@@ -129,9 +137,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def serve_d1_api(
-    db_path: Path, token: str = "test-token", account: str = "acct", database: str = "db1"
+    db_path: Path,
+    token: str = "test-token",
+    account: str = "acct",
+    database: str = "db1",
+    *,
+    foreign_keys: bool = False,
 ) -> Iterator[D1ApiServer]:
-    server = D1ApiServer(db_path, token, account, database)
+    server = D1ApiServer(db_path, token, account, database, foreign_keys=foreign_keys)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

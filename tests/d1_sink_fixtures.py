@@ -48,13 +48,37 @@ SCHEMA = (
     'CREATE TABLE "tag" (id TEXT PRIMARY KEY, label TEXT)',
     'CREATE TABLE "note" (id TEXT PRIMARY KEY, body TEXT, rev INTEGER)',
 )
+# Foreign keys, as real D1 enforces them: a member's `team` is a team's id (a team's `team`
+# is its name, NOT NULL in D1: a row to refuse).
+FK_MAPPING: Mapping = mapping_from_dict(
+    {
+        "tables": {
+            name: {
+                "primary_key": ["id"],
+                "version_columns": ["updatedAt"],
+                "level": level,
+                "columns": {
+                    "id": {"type": "string(20)", "nullable": False},
+                    "team": {"type": "string(20)"},
+                    "updatedAt": {"type": "timestamp_ms", "nullable": False},
+                },
+            }
+            for name, level in (("team", 0), ("member", 1))
+        }
+    }
+)
+FK_SCHEMA = (
+    'CREATE TABLE "team" (id TEXT PRIMARY KEY, team TEXT NOT NULL, "updatedAt" INTEGER)',
+    'CREATE TABLE "member" (id TEXT PRIMARY KEY, team TEXT REFERENCES "team" (id),'
+    ' "updatedAt" INTEGER)',
+)
 PREFIX = "d1cdc"
 _offsets = count()
 
 
-def create_database(path: Path) -> Path:
+def create_database(path: Path, schema: tuple[str, ...] = SCHEMA) -> Path:
     db = sqlite3.connect(path)
-    for sql in SCHEMA:
+    for sql in schema:
         db.execute(sql)
     db.commit()
     db.close()
@@ -62,14 +86,20 @@ def create_database(path: Path) -> Path:
 
 
 def reverse_change(
-    table: str, op: Op, key: str, row: dict[str, Any] | None = None, *, ts_ms: int
+    table: str,
+    op: Op,
+    key: str,
+    row: dict[str, Any] | None = None,
+    *,
+    ts_ms: int,
+    mapping: Mapping = MAPPING,
 ) -> Change:
     """A reverse event (source representation, origin "reverse") as the consumer decodes it."""
     full = None if row is None else {"id": key, **row}
     event = new_event(table, op, {"id": key}, full, origin="reverse", ts_ms=ts_ms)
     message_key, value = encode_event(event)
     source = MessageRef(f"{PREFIX}.reverse.{table}", 0, next(_offsets), message_key, value)
-    return to_change(source, MAPPING)
+    return to_change(source, mapping)
 
 
 def item(key: str, name: str | None, at: int, *, ts_ms: int | None = None) -> Change:

@@ -19,6 +19,8 @@ from consumers.d1_sink import STATES_TABLE, D1Sink
 from consumers.memory_sink import MemorySink
 from producers.capture_sql import CHANGES_TABLE, install_statements
 from tests.d1_sink_fixtures import (
+    FK_MAPPING,
+    FK_SCHEMA,
     MAPPING,
     create_database,
     item,
@@ -150,7 +152,8 @@ def test_rows_needing_more_than_100_parameters_land_within_d1_limits(
     assert len(data_batches) >= 3
     assert all(len(b) <= 6 for b in data_batches)
     assert all(len(params) <= 100 for b in data_batches for _sql, params in b)
-    assert all(b[0][0].startswith(f'INSERT INTO "{MARKER_TABLE}"') for b in data_batches)
+    assert all(b[0][0] == "PRAGMA defer_foreign_keys = on" for b in data_batches)
+    assert all(b[1][0].startswith(f'INSERT INTO "{MARKER_TABLE}"') for b in data_batches)
     assert all(b[-1][0].startswith(f'DELETE FROM "{MARKER_TABLE}"') for b in data_batches)
 
 
@@ -304,3 +307,62 @@ def test_a_few_refused_rows_cost_a_few_requests_each(writer: RecordingWriter, pa
     assert len(table_rows(path, "item")) == 253
     assert result.applied[("item", "upsert")] == 253
     assert len(writer.batches) - 1 <= 40
+
+
+@pytest.fixture
+def fk_sink(tmp_path: Path) -> Iterator[tuple[D1Sink, Path]]:
+    """A D1 sink whose connection enforces foreign keys, as D1 does (sqlite3 does not)."""
+    path = create_database(tmp_path / "fk.sqlite", FK_SCHEMA)
+    source = SqliteSource(path, writable=True)
+    source.query("PRAGMA foreign_keys = on")
+    assert source.query("PRAGMA foreign_keys") == [{"foreign_keys": 1}]
+    yield D1Sink(source, FK_MAPPING), path
+    source.close()
+
+
+def _team(key: str, name: str | None, at: int) -> Any:
+    row = {"team": name, "updatedAt": at}
+    return reverse_change("team", "upsert", key, row, ts_ms=at, mapping=FK_MAPPING)
+
+
+def _member(key: str, team: str, at: int) -> Any:
+    row = {"team": team, "updatedAt": at}
+    return reverse_change("member", "upsert", key, row, ts_ms=at, mapping=FK_MAPPING)
+
+
+def test_a_child_ahead_of_its_parent_in_a_batch_applies(fk_sink: tuple[D1Sink, Path]) -> None:
+    """Reverse topics are per table: a member may come before its team in one batch.
+    Foreign keys are deferred to the batch's commit, so the order does not matter."""
+    sink, path = fk_sink
+    result = sink.apply([_member("m1", "t1", 10), _team("t1", "blue", 10)])
+    assert not result.dead
+    assert table_rows(path, "member")["m1"]["team"] == "t1" and "t1" in table_rows(path, "team")
+
+
+def test_narrowing_a_refused_batch_keeps_children_after_their_parents(
+    fk_sink: tuple[D1Sink, Path],
+) -> None:
+    """A batch refused for another row is retried by prefixes: in the batch's order the first
+    prefix would be the member alone, refused for want of its team and dead-lettered."""
+    sink, path = fk_sink
+    changes = [_member("m1", "t1", 10), _team("t0", None, 10), _team("t1", "blue", 10)]
+    result = sink.apply(changes)
+    assert [d.source for d in result.dead] == [changes[1].source]
+    assert sorted(table_rows(path, "team")) == ["t1"] and sorted(table_rows(path, "member")) == [
+        "m1"
+    ]
+
+
+def test_a_child_in_an_earlier_batch_than_its_parent_is_dead_lettered_then_replays(
+    fk_sink: tuple[D1Sink, Path],
+) -> None:
+    """What deferring cannot fix: the child's batch commits without its parent. It is
+    dead-lettered with SQLite's reason; replayed once the parent is there, it applies."""
+    sink, path = fk_sink
+    child = _member("m1", "t1", 10)
+    result = sink.apply([child])
+    assert [d.source for d in result.dead] == [child.source]
+    assert "FOREIGN KEY" in result.dead[0].reason
+    sink.apply([_team("t1", "blue", 10)])
+    assert not sink.apply([child]).dead  # what `d1cdc dlq replay` does
+    assert sorted(table_rows(path, "member")) == ["m1"]

@@ -8,9 +8,19 @@ from pathlib import Path
 
 import pytest
 
+from consumers.change import Change
 from consumers.d1_sink import D1Sink
 from tests.d1_api_server import D1ApiServer, serve_d1_api
-from tests.d1_sink_fixtures import MAPPING, create_database, item, item_deleted, table_rows
+from tests.d1_sink_fixtures import (
+    FK_MAPPING,
+    FK_SCHEMA,
+    MAPPING,
+    create_database,
+    item,
+    item_deleted,
+    reverse_change,
+    table_rows,
+)
 from worker.errors import ServiceError
 from worker.sources import D1HttpSource
 from worker.sources.budget import RequestBudget
@@ -96,3 +106,25 @@ def test_a_batch_is_all_or_nothing(source: D1HttpSource, path: Path) -> None:
     assert table_rows(path, "item") == {}
     assert source.batch([(insert, ["ok", "n", 1]), (insert, ["ok2", "n", 1])]) == [1, 1]
     assert sorted(table_rows(path, "item")) == ["ok", "ok2"]
+
+
+def test_children_ahead_of_their_parents_apply_where_d1_enforces_foreign_keys(
+    tmp_path: Path,
+) -> None:
+    """Over the API with foreign keys enforced, as D1 does: members before their teams in one
+    batch apply (deferred to the commit); one batch request."""
+    path = create_database(tmp_path / "fk.sqlite", FK_SCHEMA)
+
+    def change(table: str, key: str, team: str) -> Change:
+        row = {"team": team, "updatedAt": 5}
+        return reverse_change(table, "upsert", key, row, ts_ms=5, mapping=FK_MAPPING)
+
+    members = [change("member", f"m{i}", f"t{i % 3}") for i in range(6)]
+    teams = [change("team", f"t{i}", "name") for i in range(3)]
+    with serve_d1_api(path, token=TOKEN, foreign_keys=True) as server:
+        source = D1HttpSource(server.account, server.database, TOKEN, server.base_url)
+        result = D1Sink(source, FK_MAPPING).apply([*members, *teams])
+        source.close()
+        assert server.requests == 4  # start, one state read per table, the batch
+    assert not result.dead
+    assert len(table_rows(path, "member")) == 6 and len(table_rows(path, "team")) == 3
