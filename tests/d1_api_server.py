@@ -145,7 +145,8 @@ def serve_d1_api(
     foreign_keys: bool = False,
 ) -> Iterator[D1ApiServer]:
     server = D1ApiServer(db_path, token, account, database, foreign_keys=foreign_keys)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll interval: shutdown() waits for the serving loop's next poll (0.5 s each).
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield server
