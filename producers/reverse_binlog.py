@@ -53,9 +53,16 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from producers.emitter import ChangeEmitter
 from producers.reverse_events import REVERSE_ORIGIN, reverse_delete, reverse_upsert
+from producers.reverse_poller import unconvertible
 from worker.config import Settings
 from worker.db import target_engine, tls_context
-from worker.errors import ConfigError, EventTooLargeError, SchemaError, ServiceError
+from worker.errors import (
+    ConfigError,
+    ConversionError,
+    SchemaError,
+    ServiceError,
+    UnshippableError,
+)
 from worker.logs import get_logger
 from worker.schema.mapping import TableMapping
 from worker.schema.unconvert import unconvert_row
@@ -363,7 +370,7 @@ class BinlogReverseSource:
             if before is not None and (after is None or _key(table, before) != _key(table, after)):
                 # A delete, or an UPDATE of the primary key: the old key's row is gone.
                 ts_ms = max(int(event.timestamp) * 1000, ts_ms + 1)
-                with self._one_event():
+                with self._one_event(table, before):
                     key = reverse_delete(table, before).key
                     row = unconvert_row(table, before)  # the before-image: a stale delete loses
                     self.emitter.delete(
@@ -371,15 +378,20 @@ class BinlogReverseSource:
                     )
             if after is not None:
                 ts_ms = max(int(event.timestamp) * 1000, ts_ms + 1)
-                with self._one_event():
+                with self._one_event(table, after):
                     self.emitter.emit(replace(reverse_upsert(table, after), ts_ms=ts_ms))
         return ts_ms
 
     @contextmanager
-    def _one_event(self) -> Iterator[None]:
+    def _one_event(self, table: TableMapping, row: dict[str, Any]) -> Iterator[None]:
+        """One row must not stop every later one: a row D1 cannot hold (a BOOLEAN of 2 from
+        raw SQL) or an event too large for Kafka is dead-lettered, as the poller does."""
         try:
-            yield
-        except EventTooLargeError as exc:  # one row must not stop every later one
+            try:
+                yield
+            except ConversionError as exc:
+                raise unconvertible(self.emitter.topic(table.name), table, row, exc) from None
+        except UnshippableError as exc:
             self.emitter.dead_letter(exc)
         self.emitted += 1
 

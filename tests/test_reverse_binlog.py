@@ -3,6 +3,7 @@ broker and MariaDB started by ops/services.sh with a row binlog."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -36,7 +37,7 @@ from worker.errors import ConfigError, SchemaError, ServiceError
 from worker.schema.ddl import apply_mapping
 from worker.schema.unconvert import unconvert_row
 from worker.schema.writer import write_mapping
-from worker.topics import ensure_table_topics, reverse_topic_for
+from worker.topics import dlq_topic, ensure_table_topics, reverse_topic_for
 
 pytestmark = pytest.mark.integration
 MAPPING = edge_mapping()
@@ -144,6 +145,12 @@ def _events(settings: Settings, count: int) -> list[ChangeEvent]:
     return events
 
 
+def _start_at_the_end(engine: sa.Engine) -> None:
+    """What a first start saves, without starting: the binlog's current end."""
+    with engine.connect() as conn:
+        BinlogPositionStore(engine).save(check_binlog(conn))
+
+
 def _as_driver_reads(engine: sa.Engine, key: str) -> dict[str, Any]:
     """The row as PyMySQL reads it, as the poller would send it (source representation)."""
     with engine.connect() as conn:
@@ -243,7 +250,7 @@ def test_an_update_of_the_primary_key_deletes_the_old_key(
     settings: Settings, engine: sa.Engine
 ) -> None:
     tables = MAPPING.in_level_order()
-    run_reverse_binlog(settings, tables, follow=False)  # first start: the end
+    _start_at_the_end(engine)
     with engine.begin() as conn:
         conn.execute(INSERT, {"key": "old", "select": 1, "index": 1, "doc": "{}"})
         conn.execute(sa.text("UPDATE `order` SET `key` = 'new' WHERE `key` = 'old'"))
@@ -254,6 +261,22 @@ def test_an_update_of_the_primary_key_deletes_the_old_key(
     assert by_key == {"old": ["upsert", "delete"], "new": ["upsert"]}
     (gone,) = [e for e in events if e.op == "delete"]
     assert gone.ts_ms < max(e.ts_ms for e in events if e.key["key"] == "new")
+
+
+def test_a_row_d1_cannot_hold_is_dead_lettered_and_later_rows_still_arrive(
+    settings: Settings, engine: sa.Engine
+) -> None:
+    tables = MAPPING.in_level_order()
+    _start_at_the_end(engine)
+    with engine.begin() as conn:
+        conn.execute(INSERT, {"key": "two", "select": 1, "index": 1, "doc": "{}"})
+        conn.execute(sa.text("UPDATE `order` SET isActive = 2"))  # raw SQL: not a boolean
+        conn.execute(INSERT, {"key": "fine", "select": 2, "index": 2, "doc": "{}"})
+    assert run_reverse_binlog(settings, tables, follow=False) == 3
+
+    assert sorted(e.key["key"] for e in _events(settings, 2)) == ["fine", "two"]
+    letters = read_topic(settings.kafka_bootstrap, dlq_topic(settings.topic_prefix))
+    assert [json.loads(key) for key, _ in letters] == [{"key": "two", "select": 1}]
 
 
 def test_a_restart_resumes_at_the_saved_position_without_losing_events(
@@ -287,7 +310,7 @@ def test_nothing_unacknowledged_is_saved_so_a_crash_replays_it(
     settings: Settings, engine: sa.Engine
 ) -> None:
     tables = MAPPING.in_level_order()
-    run_reverse_binlog(settings, tables, follow=False)
+    _start_at_the_end(engine)
     with engine.begin() as conn:
         conn.execute(INSERT, {"key": "lost?", "select": 1, "index": 1, "doc": "{}"})
     # Kafka unreachable (a closed port): nothing is acknowledged, so nothing may be saved.
