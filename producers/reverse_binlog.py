@@ -16,12 +16,13 @@ REPLICATION SLAVE and REPLICATION CLIENT; `check_binlog` says which one is missi
 At-least-once: a position (binlog file, offset after a transaction's commit event — never
 inside a transaction, where a resume would lack the table map — and the last `ts_ms` given)
 is saved in `_d1cdc_binlog_position` only once Kafka acknowledged every event before it, so a
-`kill -9` resumes at or before the last acknowledged event. The first start begins at the
-binlog's current end (`SHOW MASTER STATUS`: what `d1cdc cutover start` would mark; its
-per-table marks are the polling source's) and saves it at once, so start it before writes
-switch to MySQL. `ts_ms` is the event's binlog time, raised to one more than the previous
-event's when not later, so one key's events keep their order for the version rules even
-within a second, and a replay from a saved position reproduces the same `ts_ms` values.
+`kill -9` resumes at or before the last acknowledged event. It starts at the position
+`d1cdc cutover start` saved (the binlog's end with the writes frozen, just before the
+switch), so it may start after the switch without missing a write; without one (no cut-over
+marked) its first start begins at the binlog's current end and saves it at once. `ts_ms`
+is the event's binlog time, raised to one more than the previous event's when not later, so
+one key's events keep their order for the version rules even within a second, and a replay
+from a saved position reproduces the same `ts_ms` values.
 
 Rows of tables outside the mapping are skipped; DDL is logged and ignored (the mapping and
 D1 are changed by a person); an UPDATE of a primary key becomes a delete of the old key
@@ -125,6 +126,33 @@ class BinlogPositionStore:
         )
         with self.engine.begin() as conn:
             conn.execute(statement)
+
+    def clear(self) -> int:
+        """Forget the position (`cutover rollback`): a later cut-over starts afresh."""
+        with self.engine.begin() as conn:
+            result = conn.execute(sa.delete(positions_table))
+        return int(result.rowcount)
+
+
+def binlog_position_saved(engine: Engine) -> BinlogPosition | None:
+    """The binlog source's saved position, without creating its table: is it in use?"""
+    if not sa.inspect(engine).has_table(positions_table.name):
+        return None
+    return BinlogPositionStore(engine).load()
+
+
+def mark_binlog_start(engine: Engine) -> BinlogPosition | None:
+    """`cutover start`: where a binlog source starts, taken with the writes frozen just
+    before the switch, so it ships every MySQL write after it even when it starts later.
+    None when the server cannot serve a row binlog (PlanetScale): the poller is the
+    source there, and nothing is recorded."""
+    try:
+        with engine.connect() as conn:
+            end = check_binlog(conn)
+    except (ConfigError, sa.exc.DBAPIError):
+        return None
+    BinlogPositionStore(engine).save(end)
+    return end
 
 
 _REQUIRED = {"binlog_format": "ROW", "binlog_row_image": "FULL", "binlog_row_metadata": "FULL"}

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from consumers.loop import run_until_caught_up
 from producers.backfill import BackfillOptions
 from producers.keyset import Watermark
+from producers.reverse_binlog import binlog_position_saved
 from producers.reverse_poller import reverse_watermarks
 from producers.watermarks import WatermarkStore
 from tests.consume_helpers import produce_raw
@@ -130,6 +131,7 @@ def test_start_writes_reverse_marks_and_topics_once_and_rollback_clears_them(
     assert reverse in admin_client(settings.kafka_bootstrap).list_topics(timeout=10).topics
     assert "d1cdc backfill --reverse --follow" in out
 
+    assert binlog_position_saved(engine) is not None  # MariaDB here serves a row binlog
     code, out = cutover(settings, "start")
     assert code == 1 and "already started" in out
 
@@ -142,6 +144,7 @@ def test_start_writes_reverse_marks_and_topics_once_and_rollback_clears_them(
     assert code == 0, out
     assert "cleared 1 reverse watermark(s)" in out
     assert reverse_watermarks(engine).all() == {}
+    assert binlog_position_saved(engine) is None
     assert cutover(settings, "rollback")[1].startswith("no cut-over in progress")
     assert cutover(settings, "start")[0] == 0
 

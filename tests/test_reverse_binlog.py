@@ -26,6 +26,7 @@ from producers.reverse_binlog import (
     BinlogReverseSource,
     binlog_problem,
     check_binlog,
+    mark_binlog_start,
     mysql_row,
     run_reverse_binlog,
 )
@@ -304,6 +305,18 @@ def test_a_restart_resumes_at_the_saved_position_without_losing_events(
     later = BinlogPositionStore(engine).load()
     assert saved is not None and later is not None
     assert (later.log_file, later.log_pos) > (saved.log_file, saved.log_pos)
+
+
+def test_a_source_started_after_the_switch_ships_what_was_written_since_cutover_start(
+    settings: Settings, engine: sa.Engine
+) -> None:
+    """`cutover start` marks the binlog's end with the writes frozen: a binlog source that
+    starts only later still ships every write made after the switch."""
+    assert mark_binlog_start(engine) is not None  # what `cutover start` does
+    with engine.begin() as conn:  # the app, after the flip, before the source runs
+        conn.execute(INSERT, {"key": "early", "select": 1, "index": 1, "doc": "[]"})
+    assert run_reverse_binlog(settings, MAPPING.in_level_order(), follow=False) == 1
+    assert [e.key["key"] for e in _events(settings, 1)] == ["early"]
 
 
 def test_nothing_unacknowledged_is_saved_so_a_crash_replays_it(

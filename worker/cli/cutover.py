@@ -31,6 +31,11 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from producers.keyset import unread_count
+from producers.reverse_binlog import (
+    BinlogPositionStore,
+    binlog_position_saved,
+    mark_binlog_start,
+)
 from producers.reverse_poller import reverse_watermarks, start_marks
 from producers.watermarks import WatermarkStore
 from worker.cli.context import settings_from
@@ -235,12 +240,19 @@ def start(
         marks = start_marks(engine, tables)
         for name, mark in marks.items():
             store.save(name, mark)
+        binlog = mark_binlog_start(engine)  # for `backfill --reverse --binlog`, if served
     finally:
         engine.dispose()
     for name in topics.created:
         console.print(f"created topic {name}", markup=False)
     for name, mark in marks.items():
         console.print(f"reverse start watermark {name}: {mark.phase}, version={mark.version}")
+    if binlog is not None:
+        console.print(
+            f"binlog start position {binlog.log_file}:{binlog.log_pos} "
+            "(for `backfill --reverse --binlog`)",
+            markup=False,
+        )
     console.print(
         "\nNext steps:\n"
         "  1. stop the forward `backfill --follow` now, while writes are frozen (a running "
@@ -277,6 +289,8 @@ def rollback(
         if reasons:
             _refuse("D1 has not caught up with MySQL: " + "; ".join(reasons), force=force)
         cleared = reverse_watermarks(engine).clear()
+        if binlog_position_saved(engine) is not None:
+            BinlogPositionStore(engine).clear()  # a later cut-over marks its own start
     finally:
         engine.dispose()
     console.print(f"cleared {cleared} reverse watermark(s)")

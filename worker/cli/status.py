@@ -50,6 +50,13 @@ def render(status: Status, reasons: list[str], console: Console) -> None:
     console.print(f"dead letters pending: {status.dlq_pending}")
     if reverse:
         console.print(f"reverse group: {status.group_state}")
+        if status.binlog is not None:
+            console.print(
+                f"binlog source at {status.binlog}: the verdict sees the reverse lag, not "
+                "unread binlog; after the write freeze run `d1cdc backfill --reverse --binlog` "
+                "once (it reads to the binlog's end)",
+                markup=False,
+            )
         if reasons:
             console.print("[bold red]rollback to D1: not safe[/] (" + "; ".join(reasons) + ")")
         else:

@@ -30,6 +30,7 @@ from consumers.offsets import GroupProgress, group_progress
 from producers.capture_drift import find_drift
 from producers.capture_sql import CHANGES_TABLE
 from producers.changelog import ChangeLog
+from producers.reverse_binlog import binlog_position_saved
 from producers.reverse_poller import reverse_watermarks, unread_rows
 from producers.watermarks import TABLE_NAME as WATERMARKS_TABLE
 from producers.watermarks import WatermarkStore
@@ -133,6 +134,7 @@ class Status:
     group_state: str = "UNKNOWN"  # of the apply group: STABLE, EMPTY, …REBALANCE
     capture: CaptureStatus | None = None  # forward only
     direction: str = FORWARD.name
+    binlog: str | None = None  # reverse, with the binlog source: its saved position
 
     @property
     def total_lag(self) -> int:
@@ -255,6 +257,10 @@ def collect_status(
         status.last_verify = last_run(engine)
         if mapping is not None:
             status.capture = collect_capture(settings, mapping)
+    elif (binlog := binlog_position_saved(engine)) is not None:
+        # The binlog source ships MySQL's writes; the poller's marks stay where `cutover
+        # start` put them, so they say nothing about what was shipped.
+        status.binlog = f"{binlog.log_file}:{binlog.log_pos}"
     elif mapping is not None and watermarks:
         marks = direction.watermarks(engine).all()
         for row in status.tables:
