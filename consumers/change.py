@@ -25,6 +25,8 @@ from decimal import Decimal
 from json.encoder import encode_basestring_ascii
 from typing import Any, Literal, NamedTuple
 
+from worker.errors import EventError, reason_of
+
 Op = Literal["upsert", "delete"]
 
 
@@ -81,7 +83,11 @@ class StoredState:
 @dataclass(frozen=True)
 class DeadLetter:
     source: MessageRef
-    reason: str
+    reason: str  # `worker.dead_letters.reason_of` its error: one shape for `dlq list`
+
+    @classmethod
+    def of(cls, source: MessageRef, error: EventError) -> DeadLetter:
+        return cls(source, reason_of(error))
 
 
 def _json_default(value: Any) -> Any:

@@ -27,6 +27,8 @@ from confluent_kafka import TopicPartition
 
 from consumers.change import Change, DeadLetter
 from consumers.offsets import Partition
+from consumers.unique import COLLISION_PREFIX
+from worker.errors import UniqueCollisionError
 
 QUEUED = "queued behind a held change of the same key"
 
@@ -100,12 +102,12 @@ class HeldCollisions:
                 continue
             entry.in_flight = True  # held (a ceiling) until its batch is done
             if now - entry.since >= self.retry_for_s:
-                expired.append(
-                    DeadLetter(
-                        entry.change.source,
-                        f"{entry.reason} (still so after {self.retry_for_s:g} s of retries)",
-                    )
+                still = UniqueCollisionError(
+                    f"{entry.reason.removeprefix(COLLISION_PREFIX)} (still so after "
+                    f"{self.retry_for_s:g} s of retries; free the value or change the row, "
+                    "then `d1cdc dlq replay`)"
                 )
+                expired.append(DeadLetter.of(entry.change.source, still))
                 continue
             retry.append(entry.change)
         return retry, expired

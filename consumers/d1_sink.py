@@ -61,7 +61,7 @@ from consumers.d1_statements import (
 )
 from consumers.plan import Ident, TablePlan, plan_table
 from consumers.sink import ApplyResult
-from worker.errors import ConversionError, SchemaError, ServiceError
+from worker.errors import ConversionError, RowRefusedError, SchemaError, ServiceError
 from worker.logs import get_logger
 from worker.schema.mapping import Mapping, TableMapping
 from worker.schema.unconvert import unconvert_row, unconvert_value
@@ -321,8 +321,13 @@ class D1Sink:
 
 
 def _dead_letter(change: Change, refusal: _RowRejected) -> DeadLetter:
-    reason = f"D1 refused {change.op} of {change.table} key {change.identity[1]}: {refusal}"
-    return DeadLetter(change.source, " ".join(reason.split()))
+    return DeadLetter.of(
+        change.source,
+        RowRefusedError(
+            f"D1 refused {change.op} of {change.table} key {change.identity[1]}: {refusal} "
+            "(fix D1's schema or the row in MySQL, then `d1cdc dlq replay`)"
+        ),
+    )
 
 
 def _write_states(table: str, states: list[tuple[str, StoredState]]) -> list[Statement]:

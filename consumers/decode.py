@@ -44,9 +44,9 @@ def decode_batch(sources: Iterable[MessageRef], mapping: Mapping) -> DecodedBatc
         try:
             batch.changes.append(to_change(source, mapping))
         except EventError as exc:
-            batch.dead.append(DeadLetter(source, f"{type(exc).__name__}: {exc.reason}"))
+            batch.dead.append(DeadLetter.of(source, exc))
         except Exception as exc:
-            reason = f"{type(exc).__name__} while decoding: {exc}"
+            undecodable = EnvelopeError(f"{type(exc).__name__} while decoding: {exc}")
             _log.warning(
                 "unexpected error decoding a message; dead-lettered",
                 topic=source.topic,
@@ -54,7 +54,7 @@ def decode_batch(sources: Iterable[MessageRef], mapping: Mapping) -> DecodedBatc
                 offset=source.offset,
                 error=type(exc).__name__,
             )
-            batch.dead.append(DeadLetter(source, reason))
+            batch.dead.append(DeadLetter.of(source, undecodable))
     return batch
 
 

@@ -33,7 +33,7 @@ from consumers.retry import (
     with_retries,
 )
 from consumers.unique import find_unique_collisions
-from worker.errors import SchemaError, ServiceError
+from worker.errors import RowRefusedError, SchemaError, ServiceError
 from worker.schema.convert import RESULT_TYPES
 from worker.schema.mapping import Mapping, TableMapping
 
@@ -57,6 +57,19 @@ class ApplyResult:
 
 class _RowRejected(Exception):
     """One row of the transaction cannot be stored; the message says why."""
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+def _refused(change: Change, exc: _RowRejected) -> RowRefusedError:
+    """The dead letter's cause: table, key, MySQL's reason, and what to do."""
+    return RowRefusedError(
+        f"{change.table} key={change.identity[1]}: {exc} (fix the value at the source or the "
+        "target schema, then `d1cdc dlq replay`)",
+        errno=exc.errno,
+    )
 
 
 class MySQLSink:
@@ -118,7 +131,9 @@ class MySQLSink:
             return self._transaction(changes)
         except _RowRejected as exc:
             if len(changes) == 1:
-                return ApplyResult(dead=[DeadLetter(changes[0].source, str(exc))])
+                return ApplyResult(
+                    dead=[DeadLetter.of(changes[0].source, _refused(changes[0], exc))]
+                )
             middle = len(changes) // 2
             result = self._isolating(changes[:middle])
             result.merge(self._isolating(changes[middle:]))
@@ -139,8 +154,9 @@ class MySQLSink:
             return with_retries(attempt)
         except MYSQL_ERRORS as exc:
             if is_row_rejection(exc):
+                errno = mysql_errno(exc)
                 raise _RowRejected(
-                    f"MySQL error {mysql_errno(exc)}: {mysql_message(exc)}"
+                    f"MySQL error {errno}: {mysql_message(exc)}", errno=errno
                 ) from None
             raise _service_error(exc) from None
         except RowTooLarge as exc:

@@ -68,8 +68,11 @@ def _stored_owners(
     return owners
 
 
+COLLISION_PREFIX = "UniqueCollision: "  # the held reason; its dead letter says the class
+
+
 def _reason(table: TableMapping, index: str, other: str) -> str:
     return (
-        f"UniqueCollision: {table.name}: value of unique index {index!r} already belongs to "
+        f"{COLLISION_PREFIX}{table.name}: value of unique index {index!r} already belongs to "
         f"{other}; the upsert would overwrite a different row"
     )

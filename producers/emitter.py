@@ -26,7 +26,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from producers.spool import DEFAULT_MAX_BYTES, Spool, SpooledMessage
 from worker.config import Settings
-from worker.dead_letters import DeadLetterWriter, headers_for
+from worker.dead_letters import DeadLetterWriter, error_headers
 from worker.envelope import ChangeEvent, encode_event, new_event
 from worker.errors import EventTooLargeError, SchemaError, ServiceError, UnshippableError
 from worker.kafka import EVENT_ROOM, MAX_EVENT_BYTES, producer_config
@@ -144,7 +144,7 @@ class ChangeEmitter:
         on past one row (the pollers); an app gets the error instead."""
         if self._dead_letters is None:
             self._dead_letters = DeadLetterWriter(self._bootstrap, dlq_topic(self.topic_prefix))
-        headers = headers_for(refused.reason, refused.topic, -1, -1, int(time.time() * 1000))
+        headers = error_headers(refused, refused.topic, -1, -1, int(time.time() * 1000))
         self._dead_letters.send(refused.key, refused.value, headers)
         self._dead_letters.flush()
         _log.error("change cannot be shipped; dead-lettered", reason=refused.reason)

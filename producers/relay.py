@@ -29,7 +29,7 @@ from producers.changelog import (
     decode_entry,
 )
 from producers.emitter import ChangeEmitter
-from worker.dead_letters import DeadLetterWriter, headers_for
+from worker.dead_letters import DeadLetterWriter, error_headers
 from worker.errors import D1cdcError, EnvelopeError, ServiceError
 from worker.logs import get_logger
 from worker.metrics import CAPTURE_DRIFT, RELAY_EVENTS, RELAY_LAG, RELAY_LOG_DEPTH, Health
@@ -62,7 +62,7 @@ class _DeadLetters:
         table = str(bad.raw.get("tbl", "?"))
         ts_ms = bad.raw.get("ts_ms")
         timestamp = ts_ms if isinstance(ts_ms, int) and not isinstance(ts_ms, bool) else 0
-        headers = headers_for(bad.reason, topic_for(prefix, table), -1, bad.seq, timestamp)
+        headers = error_headers(bad, topic_for(prefix, table), -1, bad.seq, timestamp)
         self._writer.send(None, value, headers)
 
     def flush(self, timeout_s: float) -> None:

@@ -71,7 +71,7 @@ def test_a_collision_that_outlasts_the_retry_time_becomes_one_dead_letter() -> N
     clock.now += 6
     retry, expired = held.due()
     assert retry == [] and [d.source.offset for d in expired] == [7]
-    assert expired[0].reason.startswith("UniqueCollision: user: value taken (still so after")
+    assert expired[0].reason.startswith("UniqueCollisionError: user: value taken (still so after")
     assert held.ceilings() == {("p.user", 0): 7}  # until its dead letter is flushed
     assert held.due() == ([], [])
     held.settle([])  # the batch carrying the dead letter is done

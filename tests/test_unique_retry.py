@@ -100,7 +100,7 @@ def test_a_lasting_collision_is_dead_lettered_once_after_the_retry_time(
     assert outcome.caught_up and outcome.dead_letters == 1
     letters = read_dead_letters(bootstrap, f"{prefix}._dlq")
     assert [(letter.key, letter.reason.split(":")[0]) for letter in letters] == [
-        (b'{"id":"c"}', "UniqueCollision")
+        (b'{"id":"c"}', "UniqueCollisionError")
     ]
     assert "still so after 2 s of retries" in letters[0].reason
     emails = _emails(quick)

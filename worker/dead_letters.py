@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from worker.errors import ServiceError
+from worker.errors import EventError, ServiceError, reason_of
 from worker.kafka import DLQ_MAX_BYTES, producer_config
 from worker.logs import get_logger
 
@@ -30,6 +30,13 @@ REASON, TOPIC, PARTITION, OFFSET, TIMESTAMP = (
 ORIGINAL_SIZE, ORIGINAL_SHA256 = "d1cdc.original_size", "d1cdc.original_sha256"
 _MAX_REASON = 2000  # header size is bounded; the reason names table/column/key first
 _ROOM = 64 * 1024  # headers and librdkafka's per-message overhead, below DLQ_MAX_BYTES
+
+
+def error_headers(
+    error: EventError, topic: str, partition: int, offset: int, timestamp_ms: int
+) -> list[tuple[str, bytes]]:
+    """`headers_for` an error: its reason in the one shape of `reason_of`."""
+    return headers_for(reason_of(error), topic, partition, offset, timestamp_ms)
 
 
 def headers_for(

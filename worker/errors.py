@@ -89,5 +89,24 @@ class ConversionError(EventError):
         super().__init__(f"{where}: {message} (got {self.value_type})")
 
 
-class ApplyError(EventError):
-    """MySQL refused an event's row for a reason that retrying will not fix."""
+class RowRefusedError(EventError):
+    """The target refused an event's row for a reason retrying will not fix (MySQL with its
+    errno, or D1 after cut-over); the message names table, key, the database's reason and
+    what to do."""
+
+    def __init__(self, message: str, *, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+class UniqueCollisionError(EventError):
+    """A row's secondary UNIQUE value still belongs to another key's row after the retry
+    time (the write freeing it never came): applying it would overwrite that row."""
+
+
+def reason_of(error: EventError) -> str:
+    """The one shape of a dead letter's reason, whoever writes it: the cause's class, then
+    what it says (table, key, what happened, what to do) — `EnvelopeError: …`,
+    `ConversionError: …`, `RowRefusedError: …`, `UniqueCollisionError: …`,
+    `EventTooLargeError: …`, `UnconvertibleRowError: …`."""
+    return f"{type(error).__name__}: {' '.join(error.reason.split())}"
