@@ -18,16 +18,14 @@ its events applied one by one (tested by property in tests/test_coalesce_propert
 from __future__ import annotations
 
 import json
-from base64 import b64encode
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from json.encoder import encode_basestring_ascii
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
+from worker.envelope import Op, blob_to_wire
 from worker.errors import EventError, reason_of
-
-Op = Literal["upsert", "delete"]
 
 
 class MessageRef(NamedTuple):
@@ -96,7 +94,7 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)
     if isinstance(value, bytes):
-        return {"$base64": b64encode(value).decode("ascii")}
+        return blob_to_wire(value)
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 

@@ -30,7 +30,6 @@ from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping
 from worker.topics import topic_for
 
-Partition = tuple[str, int]
 _TIMEOUT_S = 30.0
 _log = get_logger("d1cdc.rebuild")
 

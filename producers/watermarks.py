@@ -8,7 +8,6 @@ at-least-once, and duplicates are harmless (consumers are idempotent).
 
 from __future__ import annotations
 
-import base64
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.engine import Engine
 
 from producers.keyset import Watermark
+from worker.envelope import blob_from_wire, blob_to_wire
 from worker.errors import ServiceError
 
 TABLE_NAME = "_d1cdc_watermarks"
@@ -37,7 +37,7 @@ watermarks_table = sa.Table(
 
 def _to_json(value: Any) -> Any:
     if isinstance(value, bytes):
-        return {"$base64": base64.b64encode(value).decode("ascii")}
+        return blob_to_wire(value)
     if isinstance(value, datetime):  # the reverse poller's versions: MySQL DATETIME(3)
         return {"$datetime": value.isoformat()}
     return value
@@ -45,7 +45,7 @@ def _to_json(value: Any) -> Any:
 
 def _from_json(value: Any) -> Any:
     if isinstance(value, dict) and "$base64" in value:
-        return base64.b64decode(value["$base64"])
+        return blob_from_wire(value)
     if isinstance(value, dict) and "$datetime" in value:
         return datetime.fromisoformat(value["$datetime"])
     return value

@@ -5,8 +5,9 @@ from __future__ import annotations
 from itertools import count
 from typing import Any
 
-from consumers.change import Change, MessageRef, Op
+from consumers.change import Change, MessageRef
 from consumers.versions import encode_version, ts_version
+from worker.envelope import Op
 from worker.schema.mapping import Mapping, mapping_from_dict
 
 _offsets = count()

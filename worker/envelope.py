@@ -63,10 +63,25 @@ def new_event(
     )
 
 
+def blob_to_wire(value: bytes | bytearray | memoryview) -> dict[str, str]:
+    """Bytes in JSON: `{"$base64": …}` (events, watermarks, keys: one codec)."""
+    return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+
+
+def blob_from_wire(value: Mapping[str, Any]) -> bytes:
+    """Inverse of `blob_to_wire`; anything else is an `EnvelopeError` (validated base64)."""
+    if set(value) == {"$base64"} and isinstance(value["$base64"], str):
+        try:
+            return base64.b64decode(value["$base64"], validate=True)
+        except ValueError:
+            raise EnvelopeError("invalid $base64 blob") from None
+    raise EnvelopeError('a column value is an object other than {"$base64": …}')
+
+
 def to_wire(value: Any) -> Any:
     """A source (SQLite) value in its JSON form: bytes → {"$base64"}, big ints → strings."""
     if isinstance(value, bytes | bytearray | memoryview):
-        return {"$base64": base64.b64encode(bytes(value)).decode("ascii")}
+        return blob_to_wire(value)
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_SAFE_INTEGER:
         return str(value)
     return value
@@ -75,12 +90,7 @@ def to_wire(value: Any) -> Any:
 def from_wire(value: Any) -> Any:
     """Inverse of `to_wire` for blobs; big-integer strings stay strings (the mapping decides)."""
     if isinstance(value, dict):
-        if set(value) == {"$base64"} and isinstance(value["$base64"], str):
-            try:
-                return base64.b64decode(value["$base64"], validate=True)
-            except ValueError:
-                raise EnvelopeError("invalid $base64 blob") from None
-        raise EnvelopeError('a column value is an object other than {"$base64": …}')
+        return blob_from_wire(value)
     if isinstance(value, list):
         raise EnvelopeError("a column value is an array; JSON columns travel as text")
     return value

@@ -20,7 +20,7 @@ from producers.emitter import ChangeEmitter
 from producers.reverse_binlog import run_reverse_binlog
 from producers.reverse_poller import ReversePoller, reverse_watermarks
 from producers.watermarks import WatermarkStore
-from worker.cli.context import settings_from
+from worker.cli.context import settings_from, table_names
 from worker.config import Settings
 from worker.db import ping, target_engine
 from worker.errors import ConfigError, ServiceError
@@ -37,7 +37,7 @@ _log = get_logger("d1cdc.backfill")
 
 def select_tables(mapping: Mapping, tables: list[str] | None) -> list[TableMapping]:
     """The mapping's tables named by `--tables` (repeatable, comma-separated); default all."""
-    names = [t.strip() for entry in tables or [] for t in entry.split(",") if t.strip()]
+    names = table_names(tables)
     if not names:
         return mapping.in_level_order()
     return sorted((mapping.table(n) for n in names), key=lambda t: (t.level, t.name))

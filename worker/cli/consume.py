@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from consumers.loop import ConsumeLoop
-from worker.cli.context import settings_from
+from worker.cli.context import settings_from, table_names
 from worker.gc_tuning import tune_for_long_running_worker
 from worker.metrics import Health, serve_health
 from worker.schema.mapping import load_mapping
@@ -58,7 +58,7 @@ def consume(
     if group_id and settings.consume_into == "d1":
         settings = settings.model_copy(update={"reverse_group_id": group_id})
     mapping = load_mapping(settings.mapping_path)
-    selected = [t.strip() for entry in tables or [] for t in entry.split(",") if t.strip()]
+    selected = table_names(tables)
     for name in selected:
         mapping.table(name)  # an unknown name is a one-line error, before connecting
     health = Health()

@@ -30,3 +30,9 @@ def settings_from(ctx: typer.Context, **overrides: Any) -> Settings:
     if token:
         register_secret(token)
     return settings
+
+
+def table_names(entries: list[str] | str | None) -> list[str]:
+    """`--tables` as given: repeated and/or comma-separated names, blanks dropped."""
+    given = [entries] if isinstance(entries, str) else entries or []
+    return [name.strip() for entry in given for name in entry.split(",") if name.strip()]

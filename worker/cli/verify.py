@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from producers.emitter import ChangeEmitter
 from producers.reverse_events import REVERSE_ORIGIN, reverse_delete, reverse_upsert
-from worker.cli.context import settings_from
+from worker.cli.context import settings_from, table_names
 from worker.config import Settings
 from worker.console import make_console
 from worker.db import target_engine
@@ -98,7 +98,7 @@ def verify(
     settings = settings_from(ctx)
     # A D1cdcError here (no mapping, unknown table, no source) is one line and exit 2.
     mapping = load_mapping(settings.mapping_path)
-    wanted = [t.strip() for t in tables.split(",")] if tables else None
+    wanted = table_names(tables) or None
     chosen = [mapping.table(t) for t in wanted] if wanted else mapping.in_level_order()
     source = open_source(settings)
     engine = target_engine(settings)
