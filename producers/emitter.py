@@ -29,7 +29,7 @@ from worker.config import Settings
 from worker.dead_letters import DeadLetterWriter, error_headers
 from worker.envelope import ChangeEvent, encode_event, new_event
 from worker.errors import EventTooLargeError, SchemaError, ServiceError, UnshippableError
-from worker.kafka import EVENT_ROOM, MAX_EVENT_BYTES, producer_config
+from worker.kafka import EVENT_ROOM, MAX_EVENT_BYTES, produce_never_dropping, producer_config
 from worker.logs import get_logger
 from worker.schema.mapping import Mapping as SchemaMapping
 from worker.topics import dlq_topic, topic_for
@@ -288,15 +288,9 @@ class ChangeEmitter:
             self._producer.poll(0.1)
 
     def _produce_raw(self, message: SpooledMessage, on_delivery: Any) -> None:
-        """Hand one message to librdkafka; a full local queue is waited out, never dropped."""
-        while True:
-            try:
-                self._producer.produce(
-                    message.topic, key=message.key, value=message.value, on_delivery=on_delivery
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.5)
+        produce_never_dropping(
+            self._producer, message.topic, message.key, message.value, on_delivery=on_delivery
+        )
 
 
 def _encoded(event: ChangeEvent, topic: str) -> tuple[bytes, bytes]:

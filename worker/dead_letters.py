@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from worker.errors import EventError, ServiceError, reason_of
-from worker.kafka import DLQ_MAX_BYTES, producer_config
+from worker.kafka import DLQ_MAX_BYTES, produce_never_dropping, producer_config
 from worker.logs import get_logger
 
 log = get_logger("d1cdc.dead_letters")
@@ -91,14 +91,9 @@ class AckedProducer:
     def produce(
         self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None
     ) -> None:
-        while True:
-            try:
-                self._producer.produce(
-                    topic, key=key, value=value, headers=headers, on_delivery=self._delivered
-                )
-                break
-            except BufferError:  # local queue full (a large batch or replay): wait, never drop
-                self._producer.poll(0.5)
+        produce_never_dropping(
+            self._producer, topic, key, value, headers=headers, on_delivery=self._delivered
+        )
         self._producer.poll(0)  # serve delivery reports as we go
 
     def flush(self, timeout_s: float) -> tuple[int, list[str]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from worker.logs import kafka_logger
@@ -82,3 +83,22 @@ def _consumer_config(bootstrap: str, group_id: str, **extra: Any) -> dict[str, A
 
 def admin_client(bootstrap: str) -> AdminClient:
     return AdminClient(_base(bootstrap))
+
+
+def produce_never_dropping(
+    producer: Producer,
+    topic: str,
+    key: bytes | None,
+    value: bytes | None,
+    *,
+    on_delivery: Any,
+    headers: Any = None,
+) -> None:
+    """Hand one message to librdkafka; a full local queue (`BufferError`: a large batch or
+    a replay) is waited out while serving delivery reports, never dropped."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, headers=headers, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.5)
