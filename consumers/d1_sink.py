@@ -61,6 +61,7 @@ from consumers.d1_statements import (
 )
 from consumers.plan import Ident, TablePlan, plan_table
 from consumers.sink import ApplyResult
+from worker.chunking import chunks
 from worker.errors import ConversionError, RowRefusedError, SchemaError, ServiceError
 from worker.logs import get_logger
 from worker.schema.mapping import Mapping, TableMapping
@@ -308,8 +309,8 @@ class D1Sink:
         found: dict[Ident, StoredState] = {}
         for name, table_keys in keys.items():
             ordered = sorted(table_keys)
-            for start in range(0, len(ordered), KEYS_PER_LOOKUP):
-                part = json.dumps(ordered[start : start + KEYS_PER_LOOKUP])
+            for chunk in chunks(ordered, KEYS_PER_LOOKUP):
+                part = json.dumps(list(chunk))
                 for row in self.writer.query(_READ_STATES, (name, part)):
                     version = row["version"]
                     found[(name, str(row["pk"]))] = StoredState(
@@ -334,8 +335,7 @@ def _write_states(table: str, states: list[tuple[str, StoredState]]) -> list[Sta
     per_statement = MAX_PARAMS // len(_STATE_COLUMNS)
     one = "(" + ", ".join("?" for _ in _STATE_COLUMNS) + ")"
     statements = []
-    for start in range(0, len(states), per_statement):
-        chunk = states[start : start + per_statement]
+    for chunk in chunks(states, per_statement):
         sql = (
             f"INSERT INTO {quote_ident(STATES_TABLE)} ({', '.join(_STATE_COLUMNS)}) "
             f"VALUES {', '.join(one for _ in chunk)} ON CONFLICT (table_name, pk) DO UPDATE "
@@ -353,8 +353,7 @@ def _write_states(table: str, states: list[tuple[str, StoredState]]) -> list[Sta
 def _clear_states(table: str, pks: list[str]) -> list[Statement]:
     per_statement = MAX_PARAMS - 1
     statements = []
-    for start in range(0, len(pks), per_statement):
-        chunk = pks[start : start + per_statement]
+    for chunk in chunks(pks, per_statement):
         sql = (
             f"DELETE FROM {quote_ident(STATES_TABLE)} WHERE table_name = ? "
             f"AND pk IN ({', '.join('?' for _ in chunk)})"

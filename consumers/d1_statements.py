@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from worker.chunking import chunks
 from worker.no_echo import MARKER_DDL, MARKER_TABLE
 from worker.schema.mapping import TableMapping
 from worker.sources.base import MAX_PARAMS, quote_ident
@@ -138,8 +139,7 @@ def upsert_statements(
     else:
         action = "DO NOTHING"
     statements = []
-    for start in range(0, len(rows), per_statement):
-        chunk = rows[start : start + per_statement]
+    for chunk in chunks(rows, per_statement):
         # `WHERE true` keeps SQLite's parser from reading ON CONFLICT as a join clause.
         sql = (
             f"INSERT INTO {name} ({cols}) SELECT * FROM (VALUES {', '.join(one for _ in chunk)})"
@@ -156,8 +156,7 @@ def delete_statements(table: TableMapping, keys: Sequence[Mapping[str, Any]]) ->
     per_statement = MAX_PARAMS // len(pk)
     one = "?" if len(pk) == 1 else "(" + ", ".join("?" for _ in pk) + ")"
     statements = []
-    for start in range(0, len(keys), per_statement):
-        chunk = keys[start : start + per_statement]
+    for chunk in chunks(keys, per_statement):
         match = ", ".join(one for _ in chunk)
         if len(pk) > 1:
             match = f"VALUES {match}"

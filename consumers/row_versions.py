@@ -13,19 +13,19 @@ to 3072 bytes, a JSON key is not). Versions are `consumers.versions` byte string
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from consumers.change import StoredState
+from worker.chunking import chunks
 
 SIDE_TABLE = "_d1cdc_row_versions"
 _LOOKUP_CHUNK = 1000
 _PRUNE_CHUNK = 10_000
-T = TypeVar("T")
 
 CREATE_SIDE_TABLE = f"""
 CREATE TABLE IF NOT EXISTS `{SIDE_TABLE}` (
@@ -40,11 +40,6 @@ CREATE TABLE IF NOT EXISTS `{SIDE_TABLE}` (
   KEY `prune_idx` (`deleted`, `changed_at`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin
 """
-
-
-def chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def pk_hash(pk_json: str) -> bytes:

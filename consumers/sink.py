@@ -33,6 +33,7 @@ from consumers.retry import (
     with_retries,
 )
 from consumers.unique import find_unique_collisions
+from worker.chunking import chunks
 from worker.errors import RowRefusedError, SchemaError, ServiceError
 from worker.schema.convert import RESULT_TYPES
 from worker.schema.mapping import Mapping, TableMapping
@@ -122,7 +123,7 @@ class MySQLSink:
             self._max_packet = with_retries(self._read_max_packet)
             self._side_table_ready = True
         result = ApplyResult()
-        for part in row_versions.chunks(list(changes), self.rows_per_transaction):
+        for part in chunks(list(changes), self.rows_per_transaction):
             result.merge(self._isolating(part))
         return result
 
@@ -227,7 +228,7 @@ class MySQLSink:
         # (measured with ops/bench/bench_apply.py), and PyMySQL's rewrite needs none of it.
         cursor = cast(Cursor, conn.connection.dbapi_connection.cursor())  # type: ignore[union-attr]
         try:
-            for part in row_versions.chunks(rows, self.rows_per_statement):
+            for part in chunks(rows, self.rows_per_statement):
                 execute_upsert(cursor, statement, part, render, max_packet=self._max_packet)
         finally:
             cursor.close()

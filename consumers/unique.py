@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from consumers import sql
 from consumers.change import Change
-from consumers.row_versions import chunks
+from worker.chunking import chunks
 from worker.schema.mapping import TableMapping
 
 _LOOKUP_CHUNK = 500

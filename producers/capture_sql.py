@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from worker.chunking import chunks
 from worker.errors import SchemaError
 from worker.no_echo import MARKER_DDL, NOT_REVERSE
 from worker.schema.mapping import Mapping, TableMapping
@@ -81,8 +82,7 @@ def _json_of(columns: Sequence[str], alias: str) -> str:
     pairs = [(name, _value(f"{alias}.{quote_ident(name)}")) for name in columns]
     first, rest = pairs[:_PAIRS_PER_CALL], pairs[_PAIRS_PER_CALL:]
     expr = "json_object(" + ", ".join(f"{_sql_string(n)}, {v}" for n, v in first) + ")"
-    for start in range(0, len(rest), _PAIRS_PER_CALL):
-        chunk = rest[start : start + _PAIRS_PER_CALL]
+    for chunk in chunks(rest, _PAIRS_PER_CALL):
         paths = ", ".join(f"{_sql_string(_json_path(n))}, {v}" for n, v in chunk)
         expr = f"json_set({expr}, {paths})"
     return expr

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
+from worker.chunking import chunks
+
 # D1 binds at most 100 parameters per query (DESIGN.md, "Source side facts"); the SQLite
 # source keeps to the same limit so both behave the same.
 MAX_PARAMS = 100
@@ -61,9 +63,7 @@ def key_chunks(
     keys: Sequence[tuple[Any, ...]], key_width: int
 ) -> Iterator[Sequence[tuple[Any, ...]]]:
     """Split `keys` so each chunk binds at most MAX_PARAMS parameters."""
-    per_chunk = max(1, MAX_PARAMS // key_width)
-    for start in range(0, len(keys), per_chunk):
-        yield keys[start : start + per_chunk]
+    return chunks(keys, max(1, MAX_PARAMS // key_width))
 
 
 def rows_by_keys(

@@ -13,6 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from worker.chunking import chunks
 from worker.schema.mapping import TableMapping
 from worker.sources.base import Row, Source, quote_ident, rows_by_keys
 
@@ -85,8 +86,7 @@ class TargetChunks:
     def by_keys(self, keys: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         rows: list[tuple[Any, ...]] = []
         with self.engine.connect() as conn:
-            for start in range(0, len(keys), 1000):
-                batch = keys[start : start + 1000]
+            for batch in chunks(keys, 1000):
                 if len(self._pk) == 1:
                     cond = self._pk[0].in_([k[0] for k in batch])
                 else:
