@@ -66,12 +66,12 @@ from worker.errors import ConversionError, RowRefusedError, SchemaError, Service
 from worker.logs import get_logger
 from worker.schema.mapping import Mapping, TableMapping
 from worker.schema.unconvert import unconvert_row, unconvert_value
-from worker.sources.base import MAX_PARAMS, quote_ident
+from worker.sources.base import MAX_PARAMS, quote_sqlite
 
 _log = get_logger("d1cdc.d1_sink")
 STATES_TABLE = "_d1cdc_reverse_states"
 STATES_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {quote_ident(STATES_TABLE)} ("
+    f"CREATE TABLE IF NOT EXISTS {quote_sqlite(STATES_TABLE)} ("
     '"table_name" TEXT NOT NULL, "pk" TEXT NOT NULL, "op" TEXT NOT NULL, "version" TEXT, '
     '"ts_ms" INTEGER NOT NULL, PRIMARY KEY ("table_name", "pk"))'
 )
@@ -81,7 +81,7 @@ MAX_SQL_BYTES = 100_000  # D1: per statement
 KEYS_PER_LOOKUP = 1000  # canonical keys in one JSON parameter (D1 strings may hold 2 MB)
 _STATE_COLUMNS = ("table_name", "pk", "op", "version", "ts_ms")
 _READ_STATES = (
-    f"SELECT pk, op, version, ts_ms FROM {quote_ident(STATES_TABLE)} "
+    f"SELECT pk, op, version, ts_ms FROM {quote_sqlite(STATES_TABLE)} "
     "WHERE table_name = ? AND pk IN (SELECT value FROM json_each(?))"
 )
 # SQLite's messages (and D1's, which add the result code) for a row the database refuses;
@@ -337,7 +337,7 @@ def _write_states(table: str, states: list[tuple[str, StoredState]]) -> list[Sta
     statements = []
     for chunk in chunks(states, per_statement):
         sql = (
-            f"INSERT INTO {quote_ident(STATES_TABLE)} ({', '.join(_STATE_COLUMNS)}) "
+            f"INSERT INTO {quote_sqlite(STATES_TABLE)} ({', '.join(_STATE_COLUMNS)}) "
             f"VALUES {', '.join(one for _ in chunk)} ON CONFLICT (table_name, pk) DO UPDATE "
             "SET op = excluded.op, version = excluded.version, ts_ms = excluded.ts_ms"
         )
@@ -355,7 +355,7 @@ def _clear_states(table: str, pks: list[str]) -> list[Statement]:
     statements = []
     for chunk in chunks(pks, per_statement):
         sql = (
-            f"DELETE FROM {quote_ident(STATES_TABLE)} WHERE table_name = ? "
+            f"DELETE FROM {quote_sqlite(STATES_TABLE)} WHERE table_name = ? "
             f"AND pk IN ({', '.join('?' for _ in chunk)})"
         )
         statements.append(Statement(sql, (table, *chunk)))

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 from worker.chunking import chunks
 from worker.no_echo import MARKER_DDL, MARKER_TABLE
 from worker.schema.mapping import TableMapping
-from worker.sources.base import MAX_PARAMS, quote_ident
+from worker.sources.base import MAX_PARAMS, quote_sqlite
 
 __all__ = [
     "DEFER_FOREIGN_KEYS",
@@ -57,7 +57,7 @@ class Statement(NamedTuple):
 
 
 def _row_value(prefix: str, columns: Sequence[str]) -> str:
-    names = [f"{prefix}{quote_ident(c)}" for c in columns]
+    names = [f"{prefix}{quote_sqlite(c)}" for c in columns]
     return names[0] if len(names) == 1 else "(" + ", ".join(names) + ")"
 
 
@@ -116,20 +116,20 @@ def upsert_statements(
     if len(columns) > MAX_PARAMS:
         raise ValueError(f"table {table.name!r} has more than {MAX_PARAMS} columns")
     per_statement = MAX_PARAMS // len(columns)
-    name = quote_ident(table.name)
-    cols = ", ".join(quote_ident(c) for c in columns)
+    name = quote_sqlite(table.name)
+    cols = ", ".join(quote_sqlite(c) for c in columns)
     one = "(" + ", ".join("?" for _ in columns) + ")"
     updates = ", ".join(
-        f"{quote_ident(c)} = excluded.{quote_ident(c)}"
+        f"{quote_sqlite(c)} = excluded.{quote_sqlite(c)}"
         for c in columns
         if c not in table.primary_key
     )
-    conflict = ", ".join(quote_ident(c) for c in table.primary_key)
+    conflict = ", ".join(quote_sqlite(c) for c in table.primary_key)
     if updates:
         action = f"DO UPDATE SET {updates}"
         if table.version_columns:
-            incoming = [f"excluded.{quote_ident(c)}" for c in table.version_columns]
-            held = [f"{name}.{quote_ident(c)}" for c in table.version_columns]
+            incoming = [f"excluded.{quote_sqlite(c)}" for c in table.version_columns]
+            held = [f"{name}.{quote_sqlite(c)}" for c in table.version_columns]
             applies = (
                 incoming_is_newer(table, held, incoming)
                 if strict
@@ -160,7 +160,7 @@ def delete_statements(table: TableMapping, keys: Sequence[Mapping[str, Any]]) ->
         match = ", ".join(one for _ in chunk)
         if len(pk) > 1:
             match = f"VALUES {match}"
-        sql = f"DELETE FROM {quote_ident(table.name)} WHERE {_row_value('', pk)} IN ({match})"
+        sql = f"DELETE FROM {quote_sqlite(table.name)} WHERE {_row_value('', pk)} IN ({match})"
         statements.append(Statement(sql, tuple(key[c] for key in chunk for c in pk)))
     return statements
 
@@ -171,12 +171,12 @@ def guarded_delete_statement(
     """Delete one key unless the stored row is newer than `versions` (the before-image's
     version columns, source representation): a delete never removes a later write."""
     pk = table.primary_key
-    where = [f"{quote_ident(c)} = ?{i + 1}" for i, c in enumerate(pk)]
-    held = [quote_ident(c) for c in table.version_columns]
+    where = [f"{quote_sqlite(c)} = ?{i + 1}" for i, c in enumerate(pk)]
+    held = [quote_sqlite(c) for c in table.version_columns]
     # Numbered parameters (`?NNN`, supported by D1): the guard names each version twice.
     incoming = [f"?{len(pk) + i + 1}" for i in range(len(held))]
     where.append(f"NOT {held_is_newer(table, held, incoming)}")
-    sql = f"DELETE FROM {quote_ident(table.name)} WHERE {' AND '.join(where)}"
+    sql = f"DELETE FROM {quote_sqlite(table.name)} WHERE {' AND '.join(where)}"
     return Statement(sql, (*(key[c] for c in pk), *versions))
 
 

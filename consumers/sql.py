@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
-from worker.schema.ddl import quote
+from worker.schema.ddl import quote_mysql
 from worker.schema.mapping import TableMapping
 
 
@@ -47,20 +47,26 @@ def build_upsert(table: TableMapping, *, strict: bool = False) -> str:
     versions = list(table.version_columns)
     placeholders = ", ".join(["%s"] * len(columns))
     head = (
-        f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+        f"INSERT INTO {quote_mysql(table.name)} ({', '.join(quote_mysql(c) for c in columns)}) "
         f"VALUES ({placeholders})"
     )
     plain = [c for c in columns if c not in table.primary_key and c not in versions]
     if not versions:
         targets = plain or [table.primary_key[0]]
-        sets = [f"{quote(c)} = VALUES({quote(c)})" for c in targets]
+        sets = [f"{quote_mysql(c)} = VALUES({quote_mysql(c)})" for c in targets]
         return f"{head} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
-    stored, incoming = [quote(v) for v in versions], [f"VALUES({quote(v)})" for v in versions]
+    stored, incoming = (
+        [quote_mysql(v) for v in versions],
+        [f"VALUES({quote_mysql(v)})" for v in versions],
+    )
     applies = (
         stored_is_newer(incoming, stored) if strict else f"NOT {stored_is_newer(stored, incoming)}"
     )
     ordered = plain + list(reversed(versions))
-    sets = [f"{quote(c)} = IF({applies}, VALUES({quote(c)}), {quote(c)})" for c in ordered]
+    sets = [
+        f"{quote_mysql(c)} = IF({applies}, VALUES({quote_mysql(c)}), {quote_mysql(c)})"
+        for c in ordered
+    ]
     return f"{head} ON DUPLICATE KEY UPDATE {', '.join(sets)}"
 
 
@@ -77,14 +83,14 @@ def build_delete(table: TableMapping, *, guarded: bool) -> str:
 
     Parameters are named: `%(kN)s` for the key columns, `%(vN)s` for the delete's version.
     """
-    where = [f"{quote(c)} = %(k{i})s" for i, c in enumerate(table.primary_key)]
+    where = [f"{quote_mysql(c)} = %(k{i})s" for i, c in enumerate(table.primary_key)]
     if guarded:
         versions = table.version_columns
         newer = stored_is_newer(
-            [quote(v) for v in versions], [f"%(v{i})s" for i in range(len(versions))]
+            [quote_mysql(v) for v in versions], [f"%(v{i})s" for i in range(len(versions))]
         )
         where.append(f"NOT {newer}")
-    return f"DELETE FROM {quote(table.name)} WHERE {' AND '.join(where)}"
+    return f"DELETE FROM {quote_mysql(table.name)} WHERE {' AND '.join(where)}"
 
 
 def delete_params(
@@ -98,10 +104,10 @@ def delete_params(
 
 def build_unique_lookup(table: TableMapping, columns: Sequence[str], count: int) -> str:
     """Rows whose `columns` equal any of `count` incoming tuples: for collision checks."""
-    selected = ", ".join(quote(c) for c in (*table.primary_key, *columns))
+    selected = ", ".join(quote_mysql(c) for c in (*table.primary_key, *columns))
     if len(columns) == 1:
-        match = f"{quote(columns[0])} IN ({', '.join(['%s'] * count)})"
+        match = f"{quote_mysql(columns[0])} IN ({', '.join(['%s'] * count)})"
     else:
         one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        match = f"({', '.join(quote(c) for c in columns)}) IN ({', '.join([one] * count)})"
-    return f"SELECT {selected} FROM {quote(table.name)} WHERE {match}"
+        match = f"({', '.join(quote_mysql(c) for c in columns)}) IN ({', '.join([one] * count)})"
+    return f"SELECT {selected} FROM {quote_mysql(table.name)} WHERE {match}"

@@ -38,7 +38,7 @@ from worker.chunking import chunks
 from worker.errors import SchemaError
 from worker.no_echo import MARKER_DDL, NOT_REVERSE
 from worker.schema.mapping import Mapping, TableMapping
-from worker.sources.base import quote_ident
+from worker.sources.base import quote_sqlite
 
 CHANGES_TABLE = "_d1cdc_changes"
 LEASE_TABLE = "_d1cdc_relay_lease"
@@ -50,12 +50,12 @@ _PAIRS_PER_CALL = 15  # 32 arguments per SQL function on D1: 15 pairs (+ json_se
 NOW_MS = "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)"
 
 CHANGES_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {quote_ident(CHANGES_TABLE)} ("
+    f"CREATE TABLE IF NOT EXISTS {quote_sqlite(CHANGES_TABLE)} ("
     '"seq" INTEGER PRIMARY KEY AUTOINCREMENT, "tbl" TEXT NOT NULL, "op" TEXT NOT NULL, '
     '"pk" TEXT NOT NULL, "row" TEXT, "ts_ms" INTEGER NOT NULL)'
 )
 LEASE_DDL = (
-    f"CREATE TABLE IF NOT EXISTS {quote_ident(LEASE_TABLE)} ("
+    f"CREATE TABLE IF NOT EXISTS {quote_sqlite(LEASE_TABLE)} ("
     '"id" INTEGER PRIMARY KEY CHECK ("id" = 1), "owner" TEXT NOT NULL, '
     '"expires_ms" INTEGER NOT NULL)'
 )
@@ -79,7 +79,7 @@ def _value(ref: str) -> str:
 
 def _json_of(columns: Sequence[str], alias: str) -> str:
     """A JSON object of `alias`.column for every column, within 32 arguments per call."""
-    pairs = [(name, _value(f"{alias}.{quote_ident(name)}")) for name in columns]
+    pairs = [(name, _value(f"{alias}.{quote_sqlite(name)}")) for name in columns]
     first, rest = pairs[:_PAIRS_PER_CALL], pairs[_PAIRS_PER_CALL:]
     expr = "json_object(" + ", ".join(f"{_sql_string(n)}, {v}" for n, v in first) + ")"
     for chunk in chunks(rest, _PAIRS_PER_CALL):
@@ -99,7 +99,7 @@ def _entry(table: TableMapping, op: str, alias: str, where: str = "") -> str:
     row = _json_of(table.column_names, alias)
     pk = _json_of(table.primary_key, alias)
     values = f"{_sql_string(table.name)}, {_sql_string(op)}, {pk}, {row}, {NOW_MS}"
-    target = f'{quote_ident(CHANGES_TABLE)} ("tbl", "op", "pk", "row", "ts_ms")'
+    target = f'{quote_sqlite(CHANGES_TABLE)} ("tbl", "op", "pk", "row", "ts_ms")'
     if where:
         return f"INSERT INTO {target} SELECT {values} WHERE {where};"
     return f"INSERT INTO {target} VALUES ({values});"
@@ -111,9 +111,9 @@ def table_triggers(table: TableMapping) -> dict[str, str]:
         raise SchemaError(f"table {table.name!r} has no primary key: it cannot be captured")
     for column in table.column_names:
         _json_path(column)
-    on = quote_ident(table.name)
+    on = quote_sqlite(table.name)
     key_changed = " OR ".join(
-        f"OLD.{quote_ident(c)} IS NOT NEW.{quote_ident(c)}" for c in table.primary_key
+        f"OLD.{quote_sqlite(c)} IS NOT NEW.{quote_sqlite(c)}" for c in table.primary_key
     )
     bodies = {
         "ins": _entry(table, "upsert", "NEW"),
@@ -122,7 +122,7 @@ def table_triggers(table: TableMapping) -> dict[str, str]:
     }
     return {
         trigger_name(table.name, op): (
-            f"CREATE TRIGGER IF NOT EXISTS {quote_ident(trigger_name(table.name, op))} "
+            f"CREATE TRIGGER IF NOT EXISTS {quote_sqlite(trigger_name(table.name, op))} "
             f"AFTER {OPS[op]} ON {on} FOR EACH ROW WHEN {NOT_REVERSE} BEGIN {body} END;"
         )
         for op, body in bodies.items()
@@ -146,14 +146,14 @@ def install_statements(mapping: Mapping) -> Iterator[str]:
     yield LEASE_DDL + ";"
     yield MARKER_DDL + ";"  # before the triggers that name it
     for name, (_table, sql) in capture_triggers(mapping).items():
-        yield f"DROP TRIGGER IF EXISTS {quote_ident(name)};"
+        yield f"DROP TRIGGER IF EXISTS {quote_sqlite(name)};"
         yield sql
 
 
 def uninstall_statements(trigger_names: Sequence[str]) -> Iterator[str]:
     """Drop the given triggers; the log table stays (it may hold unshipped entries)."""
     for name in trigger_names:
-        yield f"DROP TRIGGER IF EXISTS {quote_ident(name)};"
+        yield f"DROP TRIGGER IF EXISTS {quote_sqlite(name)};"
 
 
 def migration_text(mapping: Mapping) -> str:

@@ -17,10 +17,10 @@ from typing import Any
 from producers.capture_sql import CHANGES_TABLE, LEASE_TABLE, NOW_MS
 from worker.envelope import Op, parse_json
 from worker.errors import EnvelopeError, ServiceError
-from worker.sources.base import Row, WritableSource, quote_ident
+from worker.sources.base import Row, WritableSource, quote_sqlite
 
-_CHANGES = quote_ident(CHANGES_TABLE)
-_LEASE = quote_ident(LEASE_TABLE)
+_CHANGES = quote_sqlite(CHANGES_TABLE)
+_LEASE = quote_sqlite(LEASE_TABLE)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from producers.keyset import Watermark, next_page
 from worker.logs import get_logger
-from worker.schema.ddl import quote
+from worker.schema.ddl import quote_mysql
 from worker.schema.mapping import TableMapping
 from worker.sources.base import Source, key_chunks, rows_by_keys
 
@@ -61,9 +61,9 @@ def target_keys(engine: Engine, table: TableMapping, *, page: int = KEY_PAGE) ->
     """
     if not sa.inspect(engine).has_table(table.name):
         return None
-    columns = ", ".join(quote(c) for c in table.primary_key)
+    columns = ", ".join(quote_mysql(c) for c in table.primary_key)
     marks = ", ".join(f":k{i}" for i in range(len(table.primary_key)))
-    head = f"SELECT {columns} FROM {quote(table.name)}"
+    head = f"SELECT {columns} FROM {quote_mysql(table.name)}"
     tail = f" ORDER BY {columns} LIMIT {int(page)}"
     first, after = sa.text(head + tail), sa.text(f"{head} WHERE ({columns}) > ({marks}){tail}")
     keys: set[Key] = set()
@@ -85,7 +85,7 @@ def target_has_rows(engine: Engine, table: TableMapping) -> bool:
     if not sa.inspect(engine).has_table(table.name):
         return False
     with engine.connect() as conn:
-        row = conn.execute(sa.text(f"SELECT 1 FROM {quote(table.name)} LIMIT 1")).first()
+        row = conn.execute(sa.text(f"SELECT 1 FROM {quote_mysql(table.name)} LIMIT 1")).first()
     return row is not None
 
 
@@ -111,7 +111,7 @@ def find_deleted_keys(source: Source, engine: Engine, table: TableMapping) -> li
 
 def target_keys_present(engine: Engine, table: TableMapping, keys: list[Key]) -> set[Key]:
     """Which of `keys` the target holds now (the reverse diff's re-check), in bounded queries."""
-    columns = [quote(c) for c in table.primary_key]
+    columns = [quote_mysql(c) for c in table.primary_key]
     row_value = columns[0] if len(columns) == 1 else "(" + ", ".join(columns) + ")"
     present: set[Key] = set()
     with engine.connect() as conn:
@@ -124,7 +124,7 @@ def target_keys_present(engine: Engine, table: TableMapping, keys: list[Key]) ->
                 one = ", ".join(f":{n}" for n in names)
                 marks.append(one if len(names) == 1 else f"({one})")
             query = (
-                f"SELECT {', '.join(columns)} FROM {quote(table.name)} "
+                f"SELECT {', '.join(columns)} FROM {quote_mysql(table.name)} "
                 f"WHERE {row_value} IN ({', '.join(marks)})"
             )
             present.update(tuple(row) for row in conn.execute(sa.text(query), params))

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from worker.demo.catalog import DEMO_TABLES
 from worker.demo.model import DemoColumn, DemoTable
 from worker.demo.values import cuid_like
-from worker.sources.base import quote_ident
+from worker.sources.base import quote_sqlite
 
 # How far in the past a "late" write's updatedAt may lie. Per row it never goes backwards
 # (`max(updatedAt, ?)`): writes to one row are serialised by the database, and the version
@@ -93,7 +93,7 @@ class DemoApp:
 
     def _random_id(self, table: str) -> str | None:
         row = self.conn.execute(
-            f"SELECT id FROM {quote_ident(table)} ORDER BY random() LIMIT 1"
+            f"SELECT id FROM {quote_sqlite(table)} ORDER BY random() LIMIT 1"
         ).fetchone()
         return None if row is None else str(row[0])
 
@@ -113,7 +113,7 @@ class DemoApp:
 
     def _read(self, table: str, row_id: str) -> dict[str, Any]:
         row = self.conn.execute(
-            f"SELECT * FROM {quote_ident(table)} WHERE id = ?", (row_id,)
+            f"SELECT * FROM {quote_sqlite(table)} WHERE id = ?", (row_id,)
         ).fetchone()
         return dict(row)
 
@@ -121,11 +121,11 @@ class DemoApp:
         row = {c.name: self._value(table, c) for c in table.all_columns}
         if any(row[c.name] is None and not c.nullable for c in table.all_columns):
             return  # a parent table is empty: nothing to reference yet
-        names = ", ".join(quote_ident(n) for n in row)
+        names = ", ".join(quote_sqlite(n) for n in row)
         marks = ", ".join("?" for _ in row)
         try:
             self.conn.execute(
-                f"INSERT INTO {quote_ident(table.name)} ({names}) VALUES ({marks})",
+                f"INSERT INTO {quote_sqlite(table.name)} ({names}) VALUES ({marks})",
                 tuple(row.values()),
             )
         except sqlite3.IntegrityError:
@@ -141,7 +141,7 @@ class DemoApp:
         column = self.rng.choice(candidates)
         try:
             self.conn.execute(
-                f"UPDATE {quote_ident(table.name)} SET {quote_ident(column.name)} = ?, "
+                f"UPDATE {quote_sqlite(table.name)} SET {quote_sqlite(column.name)} = ?, "
                 '"updatedAt" = max("updatedAt", ?), '
                 '"updateCounter" = coalesce("updateCounter", 0) + 1 '
                 "WHERE id = ?",
@@ -160,7 +160,7 @@ class DemoApp:
         if row_id is None:
             return
         before = self._read(table.name, row_id)
-        self.conn.execute(f"DELETE FROM {quote_ident(table.name)} WHERE id = ?", (row_id,))
+        self.conn.execute(f"DELETE FROM {quote_sqlite(table.name)} WHERE id = ?", (row_id,))
         self.emitter.delete(table.name, {"id": row_id}, before)
         self.stats.deletes += 1
 

@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from worker.schema.ddl import quote as mysql_quote
+from worker.schema.ddl import quote_mysql
 from worker.schema.infer import MS_THRESHOLD  # above: ms, even in a seconds column
 from worker.schema.mapping import TableMapping
-from worker.sources.base import quote_ident
+from worker.sources.base import quote_sqlite
 
 Phase = Literal["snapshot", "incremental", "scan"]
 
@@ -42,10 +42,10 @@ class Dialect:
 def _mysql_ident(name: str) -> str:
     # PyMySQL formats the statement with `%` whenever parameters are given: a literal `%`
     # in a name must be doubled to survive it.
-    return mysql_quote(name).replace("%", "%%")
+    return quote_mysql(name).replace("%", "%%")
 
 
-SQLITE = Dialect(quote_ident, "?")
+SQLITE = Dialect(quote_sqlite, "?")
 MYSQL = Dialect(_mysql_ident, "%s")
 
 

@@ -43,7 +43,7 @@ from worker.errors import ConversionError, UnconvertibleRowError
 from worker.logs import get_logger
 from worker.schema.mapping import TableMapping
 from worker.schema.unconvert import unconvert_row
-from worker.sources.base import Source, quote_ident
+from worker.sources.base import Source, quote_sqlite
 from worker.sources.mysql import MySQLSource
 
 _log = get_logger("d1cdc.reverse")
@@ -109,12 +109,12 @@ class ReversePoller(Backfill):
         if not found or not found[0]["n"]:
             return 0  # no capture installed: the forward poller's settle check covers it
         rows = self.replica.query(
-            f"SELECT count(*) AS n FROM {quote_ident(CHANGES_TABLE)} WHERE tbl = ?", [table.name]
+            f"SELECT count(*) AS n FROM {quote_sqlite(CHANGES_TABLE)} WHERE tbl = ?", [table.name]
         )
         return int(rows[0]["n"])
 
     def _replica_has_rows(self, table: TableMapping) -> bool:
-        rows = self.replica.query(f"SELECT 1 AS one FROM {quote_ident(table.name)} LIMIT 1")
+        rows = self.replica.query(f"SELECT 1 AS one FROM {quote_sqlite(table.name)} LIMIT 1")
         return bool(rows)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pymysql.cursors import RE_INSERT_VALUES
 
 from consumers.sql import build_delete, build_unique_lookup, build_upsert, stored_is_newer
-from worker.schema.ddl import quote
+from worker.schema.ddl import quote_mysql
 from worker.schema.mapping import mapping_from_dict
 
 LIMIT = mapping_from_dict(
@@ -29,8 +29,8 @@ LIMIT = mapping_from_dict(
 
 def test_identifiers_are_quoted_including_embedded_backticks() -> None:
     """Reserved words and backticks in names cannot break out of the identifier."""
-    assert quote("limit") == "`limit`"
-    assert quote("a`b") == "`a``b`"
+    assert quote_mysql("limit") == "`limit`"
+    assert quote_mysql("a`b") == "`a``b`"
     assert "INSERT INTO `limit` (`id`, `value``x`, `plan`" in build_upsert(LIMIT)
 
 

@@ -29,7 +29,7 @@ from worker.db import target_engine
 from worker.errors import ConfigError, D1cdcError
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
 from worker.sources import Source, open_source
-from worker.sources.base import quote_ident
+from worker.sources.base import quote_sqlite
 from worker.topics import reverse_topic_for
 from worker.verify.fix import emit_fixes
 from worker.verify.metrics_file import write_verify_metrics
@@ -41,7 +41,7 @@ COLUMNS = ("processed", "matching", "mismatched", "missing", "extra", "in_flight
 
 
 def _count(source: Source, table: str) -> int:
-    rows = source.query(f"SELECT count(*) AS n FROM {quote_ident(table)}", [])
+    rows = source.query(f"SELECT count(*) AS n FROM {quote_sqlite(table)}", [])
     return int(rows[0]["n"])
 
 

@@ -45,7 +45,7 @@ _SQL_TYPES = {
 _UNINDEXABLE = frozenset({"text", "json", "blob"})
 
 
-def quote(identifier: str) -> str:
+def quote_mysql(identifier: str) -> str:
     """A backtick-quoted MySQL identifier (backticks inside are doubled)."""
     if not identifier or len(identifier) > _MAX_IDENTIFIER:
         raise SchemaError(f"identifier {identifier!r} must be 1..{_MAX_IDENTIFIER} characters")
@@ -81,7 +81,7 @@ def _check_indexable(table: TableMapping) -> None:
 
 
 def _column_sql(column: ColumnMapping, *, binary: bool, dialect: str) -> str:
-    parts = [quote(column.name), sql_type(column.type)]
+    parts = [quote_mysql(column.name), sql_type(column.type)]
     if binary and column.type.kind == "string":
         parts.append(f"CHARACTER SET utf8mb4 COLLATE {KEY_COLLATION[dialect]}")
     parts.append("NULL" if column.nullable else "NOT NULL")
@@ -89,7 +89,7 @@ def _column_sql(column: ColumnMapping, *, binary: bool, dialect: str) -> str:
 
 
 def _columns_list(names: tuple[str, ...]) -> str:
-    return "(" + ", ".join(quote(n) for n in names) + ")"
+    return "(" + ", ".join(quote_mysql(n) for n in names) + ")"
 
 
 def create_table_sql(
@@ -107,15 +107,15 @@ def create_table_sql(
     lines.append(f"PRIMARY KEY {_columns_list(table.primary_key)}")
     for index in table.indexes:
         kind = "UNIQUE KEY" if index.unique else "KEY"
-        lines.append(f"{kind} {quote(index.name)} {_columns_list(index.columns)}")
+        lines.append(f"{kind} {quote_mysql(index.name)} {_columns_list(index.columns)}")
     if foreign_keys:
         for fk in table.foreign_keys:
             lines.append(
                 f"FOREIGN KEY {_columns_list(fk.columns)} "
-                f"REFERENCES {quote(fk.ref_table)} {_columns_list(fk.ref_columns)}"
+                f"REFERENCES {quote_mysql(fk.ref_table)} {_columns_list(fk.ref_columns)}"
             )
     body = ",\n  ".join(lines)
-    return f"CREATE TABLE IF NOT EXISTS {quote(table.name)} (\n  {body}\n) {TABLE_OPTIONS}"
+    return f"CREATE TABLE IF NOT EXISTS {quote_mysql(table.name)} (\n  {body}\n) {TABLE_OPTIONS}"
 
 
 def ddl_for_mapping(

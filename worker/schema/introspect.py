@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import SchemaError, ServiceError
-from worker.sources.base import quote_ident as quote_sqlite
+from worker.sources.base import quote_sqlite as quote_sqlite
 
 # Tables D1, SQLite and Drizzle keep for themselves; they are not application data.
 INTERNAL_TABLE_PATTERNS = ("sqlite_*", "_cf_*", "d1_migrations", "__drizzle_migrations")

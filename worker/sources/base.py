@@ -44,13 +44,13 @@ class WritableSource(Source, Protocol):
         ...
 
 
-def quote_ident(name: str) -> str:
+def quote_sqlite(name: str) -> str:
     """An SQLite identifier, always quoted (tables are named `limit`, `plan`, …)."""
     return '"' + name.replace('"', '""') + '"'
 
 
 def column_names(source: Source, table: str) -> list[str]:
-    rows = source.query(f"PRAGMA table_info({quote_ident(table)})")
+    rows = source.query(f"PRAGMA table_info({quote_sqlite(table)})")
     return [str(r["name"]) for r in sorted(rows, key=lambda r: int(r["cid"]))]
 
 
@@ -71,7 +71,7 @@ def rows_by_keys(
 ) -> list[Row]:
     """Rows of `table` whose primary key is in `keys`, in as many ≤100-parameter queries as
     needed. Keys that no longer exist are simply absent from the result."""
-    cols = ", ".join(quote_ident(c) for c in key_columns)
+    cols = ", ".join(quote_sqlite(c) for c in key_columns)
     rows: list[Row] = []
     for chunk in key_chunks(keys, len(key_columns)):
         if len(key_columns) == 1:
@@ -80,5 +80,5 @@ def rows_by_keys(
             one = "(" + ", ".join("?" for _ in key_columns) + ")"
             match = f"({cols}) IN (VALUES {', '.join(one for _ in chunk)})"
         params = [value for key in chunk for value in key]
-        rows.extend(source.query(f"SELECT * FROM {quote_ident(table)} WHERE {match}", params))
+        rows.extend(source.query(f"SELECT * FROM {quote_sqlite(table)} WHERE {match}", params))
     return rows

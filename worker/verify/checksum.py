@@ -24,9 +24,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from worker.schema.ddl import quote
+from worker.schema.ddl import quote_mysql
 from worker.schema.mapping import ColumnMapping, TableMapping
-from worker.sources.base import Source, quote_ident
+from worker.sources.base import Source, quote_sqlite
 
 NULL_MARK = "\u2400"  # stands for NULL: CONCAT_WS would silently skip a NULL
 SEPARATOR = "\u241f"
@@ -49,7 +49,7 @@ def checksum_of(rendered: Sequence[str]) -> Checksum:
 
 
 def _sqlite_expr(column: ColumnMapping) -> str:
-    c = quote_ident(column.name)
+    c = quote_sqlite(column.name)
     kind = column.type.kind
     unmatched = f"'unmatched:' || {c}"
     if column.type.is_timestamp:
@@ -71,7 +71,7 @@ def _sqlite_expr(column: ColumnMapping) -> str:
 
 
 def _mysql_expr(column: ColumnMapping) -> str:
-    c = quote(column.name)
+    c = quote_mysql(column.name)
     kind = column.type.kind
     if column.type.is_timestamp:
         # Exact for DATETIME(3) over its whole range, and independent of the time zone.
@@ -85,7 +85,7 @@ def _mysql_expr(column: ColumnMapping) -> str:
 def _sqlite_row(table: TableMapping) -> str:
     # Not coalesce(): SQLite's hex(NULL) is '' and printf('%.2f', NULL) is '0.00'.
     parts = [
-        f"CASE WHEN {quote_ident(c.name)} IS NULL THEN '{NULL_MARK}' ELSE {_sqlite_expr(c)} END"
+        f"CASE WHEN {quote_sqlite(c.name)} IS NULL THEN '{NULL_MARK}' ELSE {_sqlite_expr(c)} END"
         for c in table.columns.values()
     ]
     return f" || '{SEPARATOR}' || ".join(parts)
@@ -104,10 +104,10 @@ class SourceRenderer:
     def __init__(self, source: Source, table: TableMapping) -> None:
         self.source = source
         self.table = table
-        pk = ", ".join(quote_ident(k) for k in table.primary_key)
+        pk = ", ".join(quote_sqlite(k) for k in table.primary_key)
         self._pk = pk
-        keys = ", ".join(f"{quote_ident(k)} AS k{i}" for i, k in enumerate(table.primary_key))
-        self._select = f"SELECT {keys}, {_sqlite_row(table)} AS r FROM {quote_ident(table.name)}"
+        keys = ", ".join(f"{quote_sqlite(k)} AS k{i}" for i, k in enumerate(table.primary_key))
+        self._select = f"SELECT {keys}, {_sqlite_row(table)} AS r FROM {quote_sqlite(table.name)}"
 
     def after(self, last_key: Sequence[Any] | None, limit: int) -> tuple[list[Any], Checksum]:
         """(the chunk's last raw key or [] when empty, its checksum), `limit` rows at most."""
@@ -130,10 +130,10 @@ class TargetChecksums:
     def __init__(self, engine: Engine, table: TableMapping) -> None:
         self.engine = engine
         self.table = table
-        pk = [quote(k) for k in table.primary_key]
+        pk = [quote_mysql(k) for k in table.primary_key]
         self._key = pk[0] if len(pk) == 1 else f"({', '.join(pk)})"
         self._row = _mysql_row(table)
-        self._from = quote(table.name)
+        self._from = quote_mysql(table.name)
 
     def _bound(self, name: str, key: Sequence[Any]) -> tuple[str, dict[str, Any]]:
         params = {f"{name}{i}": v for i, v in enumerate(key)}

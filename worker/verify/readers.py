@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 
 from worker.chunking import chunks
 from worker.schema.mapping import TableMapping
-from worker.sources.base import Row, Source, quote_ident, rows_by_keys
+from worker.sources.base import Row, Source, quote_sqlite, rows_by_keys
 
 
 class SourceChunks:
@@ -24,9 +24,9 @@ class SourceChunks:
     def __init__(self, source: Source, table: TableMapping) -> None:
         self.source = source
         self.table = table
-        cols = ", ".join(quote_ident(c) for c in table.column_names)
-        self._pk = ", ".join(quote_ident(k) for k in table.primary_key)
-        self._select = f"SELECT {cols} FROM {quote_ident(table.name)}"
+        cols = ", ".join(quote_sqlite(c) for c in table.column_names)
+        self._pk = ", ".join(quote_sqlite(k) for k in table.primary_key)
+        self._select = f"SELECT {cols} FROM {quote_sqlite(table.name)}"
 
     def after(
         self,
