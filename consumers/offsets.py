@@ -146,8 +146,10 @@ class GroupProgress:
 
     def caught_up(self, *, until: Mapping[Partition, int] | None = None) -> bool:
         """Every partition committed through its end (or through `until`, end offsets taken
-        earlier), and the group not in the middle of a rebalance."""
-        if self.group_state not in ("STABLE", "EMPTY"):
+        earlier), and the group not in the middle of a rebalance. A group that never existed
+        (DEAD) has committed nothing: caught up only when there was nothing to apply (e.g. the
+        forward topic of a table never written in D1, asked by the reverse delete diff)."""
+        if self.group_state not in ("STABLE", "EMPTY", "DEAD"):
             return False
         if until is not None:
             return all(self.lag(p, end=end) == 0 for p, end in until.items())

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from sqlalchemy.engine import Engine
 
-from consumers.offsets import Partition, group_progress, topic_offsets
+from consumers.offsets import group_progress, topic_offsets
 from producers.backfill import MAX_BACKOFF_S, Backfill, BackfillOptions
 from producers.emitter import ChangeEmitter
 from producers.reverse_binlog import run_reverse_binlog
@@ -157,17 +157,12 @@ def _applied_by(
                 return lambda: False  # never guessed: the next pass notes it again
             watched.append((group, topic, ends))
 
-        def applied_through(group: str, topic: str, ends: dict[Partition, int]) -> bool:
-            progress = group_progress(admin, group, [topic])
-            # A group that never existed (DEAD) has applied nothing, which is everything
-            # when nothing was there: e.g. the forward topic of a table never written in D1.
-            if progress.group_state == "DEAD":
-                return all(progress.lag(p, end=end) == 0 for p, end in ends.items())
-            return progress.caught_up(until=ends)
-
         def done() -> bool:
             try:
-                return all(applied_through(*entry) for entry in watched)
+                return all(
+                    group_progress(admin, group, [topic]).caught_up(until=ends)
+                    for group, topic, ends in watched
+                )
             except KafkaException as exc:
                 _log.info("apply progress unknown for now", table=table, error=str(exc))
                 return False

@@ -62,9 +62,10 @@ class Check:
 
 def cutover_checks(status: Status, *, verify_max_age: timedelta) -> list[Check]:
     """The forward `status` judged for the switch of writes; every check must pass."""
-    lagging = ", ".join([f"{t.table}={t.lag}" for t in status.tables if t.lag][:5])
     if status.total_lag:
-        lag = Check("forward lag", False, f"{status.total_lag} event(s) not applied: {lagging}")
+        lag = Check(
+            "forward lag", False, f"{status.total_lag} event(s) not applied: {status.lagging()}"
+        )
     elif status.rebalancing:
         lag = Check("forward lag", False, f"the apply group is rebalancing ({status.group_state})")
     else:

@@ -140,6 +140,10 @@ class Status:
     def total_lag(self) -> int:
         return sum(t.lag for t in self.tables)
 
+    def lagging(self, limit: int = 5) -> str:
+        """The lagging tables as `table=lag`, the first `limit` of them."""
+        return ", ".join([f"{t.table}={t.lag}" for t in self.tables if t.lag][:limit])
+
     @property
     def rebalancing(self) -> bool:
         """The group is moving partitions: its committed offsets may be about to change."""
@@ -274,8 +278,7 @@ def readiness(status: Status, *, verify_max_age: timedelta) -> list[str]:
     """Reasons the target is NOT ready for cut-over; an empty list means ready."""
     reasons = []
     if status.total_lag:
-        lagging = [f"{t.table}={t.lag}" for t in status.tables if t.lag]
-        reasons.append(f"consumer lag {status.total_lag} ({', '.join(lagging[:5])})")
+        reasons.append(f"consumer lag {status.total_lag} ({status.lagging()})")
     if status.dlq_pending:
         reasons.append(f"{status.dlq_pending} dead-lettered event(s) not replayed")
     capture = status.capture
@@ -310,8 +313,7 @@ def rollback_safety(status: Status) -> list[str]:
     """
     reasons = []
     if status.total_lag:
-        lagging = [f"{t.table}={t.lag}" for t in status.tables if t.lag]
-        reasons.append(f"reverse lag {status.total_lag} ({', '.join(lagging[:5])})")
+        reasons.append(f"reverse lag {status.total_lag} ({status.lagging()})")
     if status.rebalancing:
         reasons.append(f"the reverse group is rebalancing ({status.group_state})")
     if status.dlq_pending:
