@@ -1,4 +1,5 @@
-"""A rich progress bar per table (rows, rows/s, ETA); silent when logs are JSON lines."""
+"""Rich progress bars on stderr (done/total, rate, ETA), one set-up for every command that
+draws them; silent when logs are JSON lines or nobody watches."""
 
 from __future__ import annotations
 
@@ -20,10 +21,29 @@ from rich.text import Text
 from worker.console import make_console
 
 
-class RowRateColumn(ProgressColumn):
+class RateColumn(ProgressColumn):
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} rows/s", style="progress.data.speed")
+        shown = "" if speed is None else f"{speed:,.0f} {self.unit}/s"
+        return Text(shown, style="progress.data.speed")
+
+
+def progress_bars(enabled: bool, unit: str = "rows") -> Progress:
+    """The progress display of backfill, verify and rebuild: a bar per task, its
+    description, done/total, `unit`s per second and the time left."""
+    return Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(unit),
+        TimeRemainingColumn(),
+        console=make_console(stderr=True),
+        disable=not enabled,
+    )
 
 
 def progress_enabled(log_format: str) -> bool:
@@ -36,15 +56,7 @@ class TableProgress:
 
     def __init__(self, enabled: bool) -> None:
         self.enabled = enabled
-        self._progress = Progress(
-            TextColumn("{task.description:<24}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            RowRateColumn(),
-            TimeRemainingColumn(),
-            console=make_console(stderr=True),
-            disable=not enabled,
-        )
+        self._progress = progress_bars(enabled)
         self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> TableProgress:

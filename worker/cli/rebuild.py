@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
 from consumers.rebuild import rebuild as run_rebuild
 from worker.cli.context import settings_from
 from worker.config import redact_url
-from worker.console import make_console
 from worker.gc_tuning import tune_for_long_running_worker
-from worker.progress_bars import progress_enabled
+from worker.progress_bars import progress_bars, progress_enabled
 from worker.schema.mapping import load_mapping
 
 
@@ -25,14 +23,7 @@ def rebuild(
     """Apply the schema to TARGET and replay all table topics into it, up to now."""
     settings = settings_from(ctx, mapping_path=mapping_path, target_url=target)
     mapping = load_mapping(settings.mapping_path)
-    progress = Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=make_console(stderr=True),
-        disable=not progress_enabled(settings.log_format),
-    )
+    progress = progress_bars(progress_enabled(settings.log_format), unit="events")
     tune_for_long_running_worker()
     with progress:
         task = progress.add_task("replaying events", total=None)

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
@@ -27,6 +26,7 @@ from worker.config import Settings
 from worker.console import make_console
 from worker.db import target_engine
 from worker.errors import ConfigError, D1cdcError
+from worker.progress_bars import progress_bars
 from worker.schema.mapping import Mapping, TableMapping, load_mapping
 from worker.sources import Source, open_source
 from worker.sources.base import quote_sqlite
@@ -102,17 +102,9 @@ def verify(
     chosen = [mapping.table(t) for t in wanted] if wanted else mapping.in_level_order()
     source = open_source(settings)
     engine = target_engine(settings)
-    console = make_console(stderr=True)
-    quiet = as_json or not console.is_terminal
+    quiet = as_json or not make_console(stderr=True).is_terminal
     reports: list[TableReport] = []
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=quiet,
-    ) as progress:
+    with progress_bars(not quiet) as progress:
         for table in chosen:
             # Counting costs a scan (a D1 request): only when someone watches the bar.
             total = None if quiet else _count(source, table.name)
