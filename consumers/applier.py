@@ -77,6 +77,10 @@ class BackgroundApplier:
         future = self._executor.submit(self._apply, coalesced, dead)
         self._pending = _Pending(sources, changes, future)
 
+    def busy(self) -> bool:
+        """Is a batch still being applied (submitted, not finished)?"""
+        return self._pending is not None and not self._pending.future.done()
+
     def wait(self) -> AppliedBatch | FailedBatch | None:
         """The outcome of the batch in flight (None if there is none); other errors raise."""
         pending, self._pending = self._pending, None

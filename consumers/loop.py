@@ -70,7 +70,8 @@ from worker.topics import dlq_topic, ensure_topics
 
 log = get_logger(__name__)
 
-POLL_TIMEOUT_S = 0.1  # also the longest a message waits for its batch to fill
+POLL_TIMEOUT_S = 0.1  # how long an idle loop waits for a message before its idle work
+GATHER_STEP_S = 0.002  # while a batch is applied, how often the next one checks on it
 LAG_CHECK_EVERY_S = 5.0
 LAG_QUERY_TIMEOUT_S = 1.0
 # librdkafka prefetches up to 64 MB by default, and one fetch response may be 50 MB; a few
@@ -224,9 +225,7 @@ class ConsumeLoop:
         next_lag_check = 0.0
         next_prune = time.monotonic() + PRUNE_EVERY_S
         while not self._stop.is_set():
-            messages = consumer.consume(
-                num_messages=self.settings.batch_size, timeout=POLL_TIMEOUT_S
-            )
+            messages = self._next_batch(consumer)
             self.health.polled()
             if self.backpressure.active:
                 self.backpressure.hold_back(consumer, message_refs(messages))
@@ -276,6 +275,31 @@ class ConsumeLoop:
             if now >= next_prune:
                 next_prune = now + PRUNE_EVERY_S
                 self._prune()
+
+    def _next_batch(self, consumer: Consumer) -> list[Message]:
+        """Up to `batch_size` messages, batched by what MySQL is doing rather than by a timer.
+
+        While nothing is being applied, a batch is what has arrived, handed on at once: the
+        first message, then whatever is already queued behind it. While a batch is being
+        applied, the next one gathers what arrives until that apply ends or the batch is
+        full. So a light stream waits for no batch to fill (consume(n, timeout) would hold
+        each message until n arrived or the timeout passed), and a heavy one is applied in
+        batches as large as an apply takes to fill, up to `batch_size`, as before.
+        """
+        size = self.settings.batch_size
+        applier = self._applier
+        if applier is None or self.backpressure.active or not applier.busy():
+            messages = consumer.consume(num_messages=size, timeout=0)
+            if messages:
+                return messages
+            first = consumer.consume(num_messages=1, timeout=POLL_TIMEOUT_S)
+            if not first:
+                return first
+            return first + consumer.consume(num_messages=size - 1, timeout=0)
+        messages = consumer.consume(num_messages=size, timeout=0)
+        while len(messages) < size and applier.busy():
+            messages += consumer.consume(num_messages=size - len(messages), timeout=GATHER_STEP_S)
+        return messages
 
     def _subscribed_topics(self) -> list[str]:
         """The topics "caught up" counts: exactly this direction's subscription."""
