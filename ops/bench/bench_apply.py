@@ -143,13 +143,67 @@ def bare_insert_all(server_url: str, workload: Workload, batch: int) -> float:
         converted = convert_row(table, row)
         per_table.setdefault(name, []).append(tuple(converted[c] for c in table.columns))
     conn = bare_connection(url)
+    services_before = service_use(url)
     started = time.perf_counter()
     for name, params in per_table.items():
         bare_upsert(conn, workload.mapping.table(name), params, batch)
     seconds = time.perf_counter() - started
+    services = service_use(url) - services_before
     conn.close()
     drop_database(server_url, url)
+    print(f"  bare: {services.describe(len(workload.rows))}")
     return seconds
+
+
+@dataclass(frozen=True)
+class ServiceUse:
+    """What the local MariaDB and Kafka have done: CPU seconds (0 when not on this machine)
+    and MariaDB's statements and commits from every client."""
+
+    mariadb: float
+    kafka: float
+    statements: int
+    commits: int
+
+    def __sub__(self, other: ServiceUse) -> ServiceUse:
+        return ServiceUse(
+            self.mariadb - other.mariadb,
+            self.kafka - other.kafka,
+            self.statements - other.statements,
+            self.commits - other.commits,
+        )
+
+    def describe(self, count: int) -> str:
+        """Per event (or row): the services' CPU and the rows per statement MariaDB ran."""
+        return (
+            f"MariaDB {self.mariadb / count * 1e6:.1f} µs, Kafka {self.kafka / count * 1e6:.1f} µs"
+            f", {count / max(1, self.statements):.0f} rows per statement "
+            f"({self.statements:,} statements, {self.commits:,} commits)"
+        )
+
+
+def service_use(url: str) -> ServiceUse:
+    """Where the cores went besides the consumers (the two cores are shared with both), and
+    how many statements MariaDB ran (`Questions` counts each one a client sends)."""
+    mariadb = kafka = 0.0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            comm = (proc / "comm").read_text().strip()
+            cmdline = (proc / "cmdline").read_bytes() if comm == "java" else b""
+        except OSError:
+            continue
+        if comm in ("mariadbd", "mysqld"):
+            mariadb += _cpu_seconds(int(proc.name))
+        elif b"kafka.Kafka" in cmdline:
+            kafka += _cpu_seconds(int(proc.name))
+    conn = bare_connection(url)
+    with conn.cursor() as cursor:
+        cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_commit')")
+        status = {name: int(value) for name, value in cursor.fetchall()}
+    conn.close()
+    return ServiceUse(mariadb, kafka, status["Questions"], status["Com_commit"])
 
 
 def changes_for(table: TableMapping, count: int, version: int) -> list[Change]:
@@ -272,6 +326,8 @@ class PipelineRun:
     cpu_us: float  # consumers' CPU per event while the clock ran (start-up excluded)
     shares: list[int]  # events each consumer applied, in start order
     late_assigned_s: float | None = None  # the late member's first partitions, after its start
+    late_joined_s: float | None = None  # the late member in the group, after its start
+    services: ServiceUse | None = None  # what MariaDB and Kafka did while the clock ran
     applied_before_late: int = 0  # events committed when the late member got partitions
 
 
@@ -301,7 +357,7 @@ def run_pipeline(
     and the clock runs from the first start. That is the mode where a member joining
     mid-backlog must receive its share of the partitions quickly.
     """
-    from bench_common import assigned_members, wait_for_group
+    from bench_common import assigned_members, group_members, wait_for_group
     from confluent_kafka import Producer
     from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
@@ -368,18 +424,20 @@ def run_pipeline(
             sys.exit(f"events not delivered to Kafka: {failed[:3]}")
 
     children: list[subprocess.Popen[bytes]] = []
-    late_assigned_s = None
+    late_assigned_s = late_joined_s = None
     applied_before_late = 0
     try:
         if backlog_late_s is None:
             children = [start() for _ in range(consumers)]
             wait_for_group(admin, group, consumers, partitions * len(tables))
             cpu_before = sum(_cpu_seconds(child.pid) for child in children)
+            services_before = service_use(url)
             started = time.perf_counter()
             produce()
         else:
             produce()
             cpu_before = 0.0  # start-up is part of this mode's figure
+            services_before = service_use(url)
             started = time.perf_counter()
             children = [start() for _ in range(consumers if backlog_late_s == 0 else 1)]
         messages.clear()  # the parent's memory is not the consumers'
@@ -399,17 +457,18 @@ def run_pipeline(
                     first_members = set(assigned_members(admin, group))
                     late_started = now
                     children += [start() for _ in range(consumers - len(children))]
-            elif (
-                first_members is not None
-                and late_assigned_s is None
-                and set(assigned_members(admin, group)) - first_members
-            ):
-                late_assigned_s = now - late_started
-                applied_before_late = sum(max(0, done.get(p, 0)) for p in ends)
+            elif first_members is not None and late_assigned_s is None:
+                members = group_members(admin, group)
+                if late_joined_s is None and set(members) - first_members:
+                    late_joined_s = now - late_started  # start-up done, subscribed
+                if {m for m, held in members.items() if held} - first_members:
+                    late_assigned_s = now - late_started
+                    applied_before_late = sum(max(0, done.get(p, 0)) for p in ends)
             done = group_progress(admin, group, topics).committed
             pending = [p for p in pending if done.get(p, -1) < ends[p]]
             time.sleep(0.05)
         seconds = time.perf_counter() - started
+        services = service_use(url) - services_before
         # Each child's own high-water mark, read while it still runs (ru_maxrss of children
         # would count the pages a fork shares with this large parent before exec).
         peak_kb = max(_peak_rss_kb(child.pid) for child in children)
@@ -440,7 +499,14 @@ def run_pipeline(
     shares = [_consumed(output) for output in outputs]
     cpu_us = cpu_s / len(workload.rows) * 1e6
     return PipelineRun(
-        seconds, peak_kb // 1024, cpu_us, shares, late_assigned_s, applied_before_late
+        seconds,
+        peak_kb // 1024,
+        cpu_us,
+        shares,
+        late_assigned_s,
+        late_joined_s,
+        services,
+        applied_before_late,
     )
 
 
@@ -761,13 +827,15 @@ def _describe(run: PipelineRun, count: int) -> str:
     if run.late_assigned_s is not None:
         rest = count - run.applied_before_late  # what was left to share when it could start
         late = (
-            f", late member assigned {run.late_assigned_s:.1f} s after its start, when "
+            f", late member in the group {run.late_joined_s or 0:.1f} s and assigned "
+            f"{run.late_assigned_s:.1f} s after its start, when "
             f"{run.applied_before_late:,} events were applied; it applied "
             f"{100 * run.shares[-1] / max(1, rest):.0f} % of the rest"
         )
+    services = "" if run.services is None else f", {run.services.describe(count)}"
     return (
         f"{run.seconds:.2f} s = {count / run.seconds:,.0f} events/s, "
-        f"CPU {run.cpu_us:.1f} µs/event, shares {shares} %{late}"
+        f"CPU {run.cpu_us:.1f} µs/event{services}, shares {shares} %{late}"
     )
 
 

@@ -32,8 +32,13 @@ def wait_for_group(
 
 def assigned_members(admin: AdminClient, group: str) -> list[str]:
     """The member ids of `group` that hold at least one partition now ([] while unknown)."""
+    return [m for m, held in group_members(admin, group).items() if held]
+
+
+def group_members(admin: AdminClient, group: str) -> dict[str, bool]:
+    """Every member id of `group` now, joined or not yet assigned: does it hold a partition?"""
     try:
         description = admin.describe_consumer_groups([group])[group].result(timeout=10)
     except KafkaException:
-        return []
-    return [m.member_id for m in description.members if m.assignment.topic_partitions]
+        return {}
+    return {m.member_id: bool(m.assignment.topic_partitions) for m in description.members}
