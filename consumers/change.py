@@ -17,13 +17,12 @@ its events applied one by one (tested by property in tests/test_coalesce_propert
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from worker.envelope import Op, blob_to_wire
+from worker.envelope import Op, blob_to_wire, canonical_json
 from worker.errors import EventError, reason_of
 
 
@@ -98,8 +97,12 @@ def _json_default(value: Any) -> Any:
 
 
 def key_identity(key: dict[str, Any]) -> str:
-    """Canonical JSON of a converted key (sorted, no spaces)."""
-    return json.dumps(key, sort_keys=True, separators=(",", ":"), default=_json_default)
+    """The identity of a row: the canonical JSON of its key's *converted* values (those
+    MySQL stores), what coalescing and the side table key on. ASCII-escaped, unlike the
+    message key: it is stored (the side table's `pk_json` and `pk_hash`), and another
+    escaping would give every non-ASCII key a new identity after an upgrade, its tombstone
+    and version out of reach of the guards."""
+    return canonical_json(key, default=_json_default, ensure_ascii=True)
 
 
 def supersedes(incoming: Change | StoredState, current: Change | StoredState) -> bool:

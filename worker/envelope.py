@@ -13,7 +13,7 @@ import base64
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -95,10 +95,23 @@ def from_wire(value: Any) -> Any:
     return value
 
 
-def canonical_json(obj: Mapping[str, Any]) -> str:
+def canonical_json(
+    obj: Mapping[str, Any],
+    *,
+    default: Callable[[Any], Any] | None = None,
+    ensure_ascii: bool = False,
+) -> str:
+    """The one canonical JSON of d1cdc: sorted keys, no spaces, no NaN. The message key and
+    envelope use it as is; the consumer's key identity (`consumers.change.key_identity`)
+    passes `default` for converted values and keeps `ensure_ascii`, because it is stored."""
     # allow_nan=False: NaN/Infinity are not JSON (JSON.stringify writes null); refuse them.
     return json.dumps(
-        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        obj,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=ensure_ascii,
+        allow_nan=False,
+        default=default,
     )
 
 

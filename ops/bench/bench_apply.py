@@ -341,6 +341,7 @@ def run_pipeline(
     *,
     tree: Path = REPO,
     backlog_late_s: float | None = None,
+    python: str = sys.executable,
 ) -> PipelineRun:
     """`consumers` `d1cdc consume` processes in one group, running the code in `tree` (the
     working tree, or a commit exported by `--against`).
@@ -393,7 +394,7 @@ def run_pipeline(
         "D1CDC_METRICS_PORT": "0",
         "D1CDC_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "warning"),
     }
-    command = [sys.executable, "-c", "from worker.cli.main import run; run()", "consume"]
+    command = [python, "-c", "from worker.cli.main import run; run()", "consume"]
     topics = [topic_for(prefix, t) for t in tables]
 
     logs: list[Path] = []
@@ -540,6 +541,21 @@ def export_tree(rev: str, directory: Path) -> Path:
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     return tree
+
+
+def runtime_venv() -> Path:
+    """.venv-runtime/bin/python, with d1cdc installed as the image installs it (no extras);
+    re-installed when pyproject.toml is newer than the last install."""
+    venv = REPO / ".venv-runtime"
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    if not stamp.exists() or (REPO / "pyproject.toml").stat().st_mtime > stamp.stat().st_mtime:
+        print(f"installing d1cdc's runtime dependencies into {venv}…", flush=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-q", str(REPO)], check=True)
+        stamp.touch()
+    return python
 
 
 def target_rows(url: str, tables: list[str]) -> int:
@@ -708,6 +724,14 @@ def main() -> None:
         default=2.0,
         help="seconds of the lag run's stream before the measured part (the consumer's start)",
     )
+    parser.add_argument(
+        "--runtime-venv",
+        action="store_true",
+        help="run the consumers by .venv-runtime's Python: d1cdc with its runtime dependencies "
+        "only, as ops/Dockerfile installs them (created on first use). The test venv has more: "
+        "testcontainers' mysql extra brings cryptography, and PyMySQL imports it when it is "
+        "there (about 9 MB per process)",
+    )
     args = parser.parse_args()
     server_url = os.environ.get("D1CDC_TARGET_URL")
     if not server_url:
@@ -764,6 +788,9 @@ def compare_pipeline(
         "working tree": copy_tree(directory),
         **{rev: export_tree(rev, directory) for rev in args.against},
     }
+    python = str(runtime_venv()) if args.runtime_venv else sys.executable
+    if args.runtime_venv:
+        print(f"consumers run by {python}: d1cdc's runtime dependencies only")
     lates = [None] if late is None else [late, 0.0]
     runs: dict[str, list[PipelineRun]] = {}
     bare_s: list[float] = []
@@ -786,6 +813,7 @@ def compare_pipeline(
                         args.partitions,
                         tree=tree,
                         backlog_late_s=late_s,
+                        python=python,
                     )
                     name = f"{consumers} consumer(s), {label}"
                     if late_s:
