@@ -26,7 +26,8 @@ from worker.db import create_target_engine
 from worker.envelope import decode_event
 from worker.kafka import admin_client
 from worker.schema.ddl import apply_mapping
-from worker.sources import D1HttpSource, SqliteSource
+from worker.sources import SqliteSource
+from worker.sources.d1http import D1HttpSource
 from worker.topics import ensure_topics, topic_for
 
 pytestmark = pytest.mark.integration

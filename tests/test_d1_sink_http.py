@@ -22,8 +22,8 @@ from tests.d1_sink_fixtures import (
     table_rows,
 )
 from worker.errors import ServiceError
-from worker.sources import D1HttpSource
 from worker.sources.budget import RequestBudget
+from worker.sources.d1http import D1HttpSource
 
 TOKEN = "sink-token"
 

@@ -22,3 +22,25 @@ def test_a_stuck_client_does_not_block_the_liveness_probe() -> None:
     finally:
         stuck.close()
         server.shutdown()
+
+
+def test_the_health_command_turns_the_probe_into_an_exit_code() -> None:
+    """`d1cdc health` (the image's HEALTHCHECK): 0 and the body when /healthz answers 200;
+    1 and one line naming the status, or the unreachable URL, otherwise."""
+    from typer.testing import CliRunner
+
+    from worker.cli.main import app
+
+    health = Health()
+    server = serve_health(0, health, host="127.0.0.1")
+    url = f"http://127.0.0.1:{server.server_address[1]}/healthz"
+    try:
+        healthy = CliRunner().invoke(app, ["health", "--url", url])
+        assert healthy.exit_code == 0 and healthy.output.strip() == "healthy: ok"
+        health.stale_after_s = 0.0  # the loop has not polled since: not alive
+        stale = CliRunner().invoke(app, ["health", "--url", url])
+        assert stale.exit_code == 1 and f"unhealthy: {url} answered 503" in stale.output
+    finally:
+        server.shutdown()
+    gone = CliRunner().invoke(app, ["health", "--url", url])
+    assert gone.exit_code == 1 and f"unhealthy: {url} unreachable" in gone.output

@@ -31,7 +31,8 @@ from worker.demo import generate_demo_db, ground_truth_mapping
 from worker.kafka import admin_client
 from worker.schema.ddl import apply_mapping
 from worker.schema.mapping import Mapping
-from worker.sources import D1HttpSource, SqliteSource, WritableSource
+from worker.sources import SqliteSource, WritableSource
+from worker.sources.d1http import D1HttpSource
 from worker.topics import ensure_topics
 
 pytestmark = pytest.mark.integration

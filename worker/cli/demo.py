@@ -17,8 +17,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.request import urlopen
 
-import httpx
 import sqlalchemy as sa
 import typer
 from prometheus_client.parser import text_string_to_metric_families
@@ -60,8 +60,9 @@ def _free_port() -> int:
 
 def _events_applied(port: int) -> int:
     try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
-    except httpx.HTTPError:
+        with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
         return 0
     return int(
         sum(
