@@ -42,5 +42,6 @@ def test_the_health_command_turns_the_probe_into_an_exit_code() -> None:
         assert stale.exit_code == 1 and f"unhealthy: {url} answered 503" in stale.output
     finally:
         server.shutdown()
+        server.server_close()  # the port refuses now, rather than accepting and not answering
     gone = CliRunner().invoke(app, ["health", "--url", url])
     assert gone.exit_code == 1 and f"unhealthy: {url} unreachable" in gone.output
