@@ -70,36 +70,12 @@ def to_change(source: MessageRef, mapping: Mapping) -> Change:
         shown = (source.key or b"").decode("utf-8", "backslashreplace")[:200]
         raise EnvelopeError(f"the Kafka message key {shown!r} is not the envelope's key")
     converter = table_converter(table)
+    key = converter.key(wire_key)
     row = None
     if op == "upsert" and wire_row is not None:
         row = converter.row(wire_row, key=wire_key)
-        key = _upsert_key(converter, wire_key, wire_row, row)
-    else:
-        key = converter.key(wire_key)
     version, values = _version(converter, ts_ms, wire_key, wire_row, row)
     return Change(name, op, key, row, version, ts_ms, source, values, origin == BACKFILL)
-
-
-def _upsert_key(
-    converter: TableConverter,
-    wire_key: dict[str, Any],
-    wire_row: dict[str, Any],
-    row: dict[str, Any],
-) -> dict[str, Any]:
-    """An upsert's key, read off its converted row when the row repeats the key's values
-    (the envelope has checked that they agree), so the key columns are converted once."""
-    primary_key = converter.table.primary_key
-    if len(wire_key) == len(primary_key) and all(
-        c in wire_key and c in wire_row and _same_json(wire_key[c], wire_row[c])
-        for c in primary_key
-    ):
-        return {c: row[c] for c in primary_key}
-    return converter.key(wire_key)  # the key as given: its own conversion and errors
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    """Equal as JSON values (True is not 1, as it is in Python)."""
-    return type(a) is type(b) and a == b
 
 
 def _version(

@@ -159,24 +159,3 @@ def test_usual_values_take_the_inline_path(monkeypatch: pytest.MonkeyPatch) -> N
         (type(v), repr(v)) for v in expected.values()
     ]
     assert compile_columns(columns)({}) == dict.fromkeys(row)  # missing → NULL, inline too
-
-
-@given(st.fixed_dictionaries(FITTING), st.sampled_from(["same", "bool", "float"]))
-def test_an_upsert_key_read_off_its_row_equals_the_converted_key(
-    row: dict[str, Any], spelling: str
-) -> None:
-    """The decoder's fast path (`consumers.decode._upsert_key`: the key columns taken from
-    the converted row) gives what converting the key itself gives, or the same error; a
-    key spelled otherwise than its row on the wire (True for 1, 1.0 for 1) is converted."""
-    from consumers.decode import _upsert_key
-
-    key = {"id": row["id"], "n": row["n"]}
-    if spelling == "bool" and row["n"] in (0, 1) and type(row["n"]) is int:
-        key["n"] = bool(row["n"])
-    elif spelling == "float" and type(row["n"]) is int:
-        key["n"] = float(row["n"])
-    converter = table_converter(TABLE)
-    converted = _outcome(converter.row, row, key)
-    if converted[0] == "ok":
-        fast = _outcome(_upsert_key, converter, key, row, converter.row(row, key))
-        assert fast == _outcome(convert_key, TABLE, key)

@@ -65,13 +65,3 @@ def test_each_poison_event_is_dead_lettered_with_its_reason_and_origin() -> None
     assert reasons == ["EnvelopeError", "UnknownTableError", "ConversionError", "EnvelopeError"]
     assert [d.source.offset for d in batch.dead] == [10, 11, 12, 13]
     assert "user.active" in batch.dead[2].reason
-
-
-def test_an_upsert_key_is_its_converted_key() -> None:
-    """Read off the converted row, the key is what converting the envelope's key gives."""
-    from worker.schema.convert import convert_key
-
-    event = user_event("a", 3)
-    [change] = decode_batch([_source(event)], MAPPING).changes
-    assert change.key == convert_key(MAPPING.table("user"), event.key)
-    assert change.identity == ("user", '{"id":"a"}')
