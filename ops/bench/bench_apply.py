@@ -157,35 +157,47 @@ def bare_insert_all(server_url: str, workload: Workload, batch: int) -> float:
 
 @dataclass(frozen=True)
 class ServiceUse:
-    """What the local MariaDB and Kafka have done: CPU seconds (0 when not on this machine)
-    and MariaDB's statements and commits from every client."""
+    """What the local MariaDB and Kafka have done: CPU seconds (None when the process is not
+    on this machine) and MariaDB's statements and commits from every client."""
 
-    mariadb: float
-    kafka: float
+    mariadb: float | None
+    kafka: float | None
     statements: int
     commits: int
 
     def __sub__(self, other: ServiceUse) -> ServiceUse:
         return ServiceUse(
-            self.mariadb - other.mariadb,
-            self.kafka - other.kafka,
+            _less(self.mariadb, other.mariadb),
+            _less(self.kafka, other.kafka),
             self.statements - other.statements,
             self.commits - other.commits,
         )
 
     def describe(self, count: int) -> str:
         """Per event (or row): the services' CPU and the rows per statement MariaDB ran."""
-        return (
-            f"MariaDB {self.mariadb / count * 1e6:.1f} µs, Kafka {self.kafka / count * 1e6:.1f} µs"
-            f", {count / max(1, self.statements):.0f} rows per statement "
-            f"({self.statements:,} statements, {self.commits:,} commits)"
+        cpu = [
+            f"{name} {seconds / count * 1e6:.1f} µs"
+            for name, seconds in (("MariaDB", self.mariadb), ("Kafka", self.kafka))
+            if seconds is not None
+        ]
+        return ", ".join(
+            [
+                *cpu,
+                f"{count / max(1, self.statements):.0f} rows per statement "
+                f"({self.statements:,} statements, {self.commits:,} commits)",
+            ]
         )
+
+
+def _less(a: float | None, b: float | None) -> float | None:
+    return None if a is None or b is None else a - b
 
 
 def service_use(url: str) -> ServiceUse:
     """Where the cores went besides the consumers (the two cores are shared with both), and
     how many statements MariaDB ran (`Questions` counts each one a client sends)."""
-    mariadb = kafka = 0.0
+    mariadb: float | None = None
+    kafka: float | None = None
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -195,9 +207,9 @@ def service_use(url: str) -> ServiceUse:
         except OSError:
             continue
         if comm in ("mariadbd", "mysqld"):
-            mariadb += _cpu_seconds(int(proc.name))
+            mariadb = (mariadb or 0.0) + _cpu_seconds(int(proc.name))
         elif b"kafka.Kafka" in cmdline:
-            kafka += _cpu_seconds(int(proc.name))
+            kafka = (kafka or 0.0) + _cpu_seconds(int(proc.name))
     conn = bare_connection(url)
     with conn.cursor() as cursor:
         cursor.execute("SHOW GLOBAL STATUS WHERE Variable_name IN ('Questions', 'Com_commit')")
@@ -855,7 +867,7 @@ def _describe(run: PipelineRun, count: int) -> str:
     if run.late_assigned_s is not None:
         rest = count - run.applied_before_late  # what was left to share when it could start
         late = (
-            f", late member in the group {run.late_joined_s or 0:.1f} s and assigned "
+            f", late member in the group {run.late_joined_s:.1f} s and assigned "
             f"{run.late_assigned_s:.1f} s after its start, when "
             f"{run.applied_before_late:,} events were applied; it applied "
             f"{100 * run.shares[-1] / max(1, rest):.0f} % of the rest"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from http.client import HTTPException
 from pathlib import Path
 from urllib.request import urlopen
 
@@ -62,7 +63,7 @@ def _events_applied(port: int) -> int:
     try:
         with urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
             text = response.read().decode()
-    except OSError:
+    except (OSError, HTTPException):  # not up yet, restarting, or cut off mid-answer
         return 0
     return int(
         sum(
