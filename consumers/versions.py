@@ -51,7 +51,24 @@ def _datetime_micros(value: datetime) -> int:
     return (value - _DATETIME_ZERO) // _MICROSECOND
 
 
+# 0x01 then 8 big-endian bytes in one call: the usual component (a timestamp, a counter)
+# without the concatenation and the helper calls of the general path (3.4 → 1.4 µs for
+# a (datetime, int) version, `timeit`). Equal to it by property test
+# (tests/test_decode_fast_path_versions.py).
+_PRESENT_U64 = struct.Struct(">BQ").pack
+
+
 def _component(value: Any) -> bytes:
+    kind = type(value)
+    # A datetime's microseconds since 0001-01-01 are below 2^59: always in range.
+    if kind is datetime and value.tzinfo is None:
+        return _PRESENT_U64(1, (value - _DATETIME_ZERO) // _MICROSECOND + _INT_OFFSET)
+    if kind is int and -_INT_OFFSET <= value < _INT_OFFSET:
+        return _PRESENT_U64(1, value + _INT_OFFSET)
+    return _reference_component(value)
+
+
+def _reference_component(value: Any) -> bytes:
     if value is None:
         return _NULL
     if isinstance(value, bool | int):
@@ -74,7 +91,17 @@ def _component(value: Any) -> bytes:
 
 def encode_version(values: Sequence[Any]) -> bytes:
     """Bytes ordered like `values` (compared lexicographically, NULL lowest)."""
+    count = len(values)
+    if count == 1:  # the usual one or two version columns, without a list and a join
+        return _component(values[0])
+    if count == 2:
+        return _component(values[0]) + _component(values[1])
     return b"".join([_component(v) for v in values])
+
+
+def reference_encode_version(values: Sequence[Any]) -> bytes:
+    """`encode_version` by the general path only: what the fast path must equal."""
+    return b"".join([_reference_component(v) for v in values])
 
 
 def ts_version(ts_ms: int) -> bytes:
