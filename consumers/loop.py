@@ -146,6 +146,7 @@ class ConsumeLoop:
                 mapping,
                 rows_per_statement=settings.rows_per_statement,
                 rows_per_transaction=settings.rows_per_transaction,
+                connections=settings.apply_connections,
             )
             probe, target = self._probe_mysql, "MySQL"
         self._stop = threading.Event()
@@ -164,6 +165,8 @@ class ConsumeLoop:
 
     def close(self) -> None:
         """Release the target's connections (after `run`)."""
+        if isinstance(self.sink, MySQLSink):
+            self.sink.close()
         if self.engine is not None:
             self.engine.dispose()
         if self.source is not None:

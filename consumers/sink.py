@@ -3,8 +3,10 @@
 Per transaction (≤ `rows_per_transaction` changes) and per table: read the side-table
 state of the batch's keys, plan (`consumers.plan`), run guarded deletes, check secondary
 UNIQUE collisions, run the multi-row guarded upserts (≤ `rows_per_statement` rows each),
-then write the side table. Transient errors are retried (`consumers.retry`); if MySQL stays
-unavailable a `ServiceError` reaches the consume loop, which pauses and rewinds. A row error
+then write the side table. A batch is shared among `connections` lanes applied at once
+(`consumers.lanes`): keys are disjoint across lanes. Transient errors are retried
+(`consumers.retry`); if MySQL stays unavailable a `ServiceError` reaches the consume loop,
+which pauses and rewinds. A row error
 (MySQL refuses a value) rolls the transaction back and the changes are bisected until the
 culprit is alone: it is dead-lettered with MySQL's reason, everything else applies.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -22,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from consumers import row_versions, sql
 from consumers.change import Change, DeadLetter
+from consumers.lanes import split_lanes
 from consumers.literals import RowTooLarge, execute_upsert, row_renderer
 from consumers.plan import TablePlan, plan_table
 from consumers.retry import (
@@ -35,8 +39,11 @@ from consumers.retry import (
 from consumers.unique import find_unique_collisions
 from worker.chunking import chunks
 from worker.errors import RowRefusedError, SchemaError, ServiceError
+from worker.logs import get_logger
 from worker.schema.convert import RESULT_TYPES
 from worker.schema.mapping import Mapping, TableMapping
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -81,11 +88,20 @@ class MySQLSink:
         *,
         rows_per_statement: int = 500,
         rows_per_transaction: int = 5000,
+        connections: int = 1,
     ) -> None:
         self.engine = engine
         self.mapping = mapping
         self.rows_per_statement = rows_per_statement
         self.rows_per_transaction = rows_per_transaction
+        tables = mapping.tables.values()
+        self.connections = connections  # 1 where the target has foreign keys (`apply`)
+        self._whole_tables = {
+            t.name
+            for t in tables
+            if any(i.unique and set(i.columns) != set(t.primary_key) for i in t.indexes)
+        }
+        self._lanes: ThreadPoolExecutor | None = None  # the lanes beyond the caller's own
         self._upserts = {
             (t.name, strict): sql.build_upsert(t, strict=strict)
             for t in mapping.tables.values()
@@ -116,12 +132,68 @@ class MySQLSink:
             return None
         return int(value) if value is not None else None
 
+    def _has_foreign_keys(self) -> bool:
+        """Does the target database have FOREIGN KEY constraints (`schema apply --foreign-keys`)?
+
+        Then one connection: a child row's check locks its parent row, which another lane
+        may be writing, and each would wait for the other. Unknown counts as yes.
+        """
+        query = (
+            "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS "
+            "WHERE CONSTRAINT_SCHEMA = DATABASE()"
+        )
+        try:
+            with self.engine.connect() as conn:
+                return bool(conn.exec_driver_sql(query).scalar())
+        except MYSQL_ERRORS as exc:
+            if is_transient(exc):
+                raise  # with_retries retries it
+            return True
+
     def apply(self, changes: Sequence[Change]) -> ApplyResult:
         """Apply coalesced `changes`; returns counts and the dead letters of refused rows."""
         if not self._side_table_ready:
             with_retries(lambda: row_versions.ensure_side_table(self.engine))
             self._max_packet = with_retries(self._read_max_packet)
+            if self.connections > 1 and with_retries(self._has_foreign_keys):
+                log.info("foreign keys in the target: one connection applies each batch")
+                self.connections = 1
             self._side_table_ready = True
+        lanes = split_lanes(
+            changes,
+            self.connections,
+            whole=self._whole_tables,
+            split_from=min(self.rows_per_statement, self.rows_per_transaction),
+        )
+        if len(lanes) <= 1:
+            return self._apply_lane(lanes[0] if lanes else [])
+        if self._lanes is None:
+            self._lanes = ThreadPoolExecutor(
+                max_workers=self.connections - 1, thread_name_prefix="d1cdc-lane"
+            )
+        others: list[Future[ApplyResult]] = [
+            self._lanes.submit(self._apply_lane, lane) for lane in lanes[1:]
+        ]
+        try:
+            result = self._apply_lane(lanes[0])
+        finally:
+            # Every lane ends before the batch does, whatever the first one's outcome: the
+            # batch's offsets are committed (or it is delivered again) only after all.
+            outcomes = [(f.exception(), f) for f in others]
+        for error, _ in outcomes:
+            if error is not None:
+                raise error
+        for _, future in outcomes:
+            result.merge(future.result())
+        return result
+
+    def close(self) -> None:
+        """End the lanes' threads (after the last `apply`)."""
+        if self._lanes is not None:
+            self._lanes.shutdown(wait=True)
+            self._lanes = None
+
+    def _apply_lane(self, changes: Sequence[Change]) -> ApplyResult:
         result = ApplyResult()
         for part in chunks(list(changes), self.rows_per_transaction):
             result.merge(self._isolating(part))

@@ -180,6 +180,13 @@ class Settings(BaseSettings):
         le=100_000,
         description="Rows per MySQL transaction (≤100k: PlanetScale ends a transaction at 20 s).",
     )
+    apply_connections: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="MySQL connections one consume process applies a batch over at once "
+        "(its keys shared among them; 1 with foreign keys in the mapping).",
+    )
     tombstone_retention_hours: float = Field(
         168.0, gt=0, description="How long delete tombstones guard against resurrection."
     )
