@@ -170,7 +170,13 @@ class Settings(BaseSettings):
         "d1 = the reverse topics ({prefix}.reverse.{table}, after cut-over) into the source "
         "(the SQLite file or D1's API), in the group D1CDC_REVERSE_GROUP_ID.",
     )
-    batch_size: int = Field(500, ge=1, le=100_000, description="Events per consume batch.")
+    batch_size: int = Field(
+        2000,
+        ge=1,
+        le=100_000,
+        description="Most events per consume batch (a batch is what arrived while the last "
+        "one was applied, up to this).",
+    )
     rows_per_statement: int = Field(
         500, ge=1, le=100_000, description="Rows per multi-row upsert (PlanetScale: ≤100k)."
     )
@@ -181,7 +187,7 @@ class Settings(BaseSettings):
         description="Rows per MySQL transaction (≤100k: PlanetScale ends a transaction at 20 s).",
     )
     apply_connections: int = Field(
-        1,
+        2,
         ge=1,
         le=16,
         description="MySQL connections one consume process applies a batch over at once "

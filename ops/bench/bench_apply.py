@@ -744,10 +744,22 @@ def main() -> None:
         "testcontainers' mysql extra brings cryptography, and PyMySQL imports it when it is "
         "there (about 9 MB per process)",
     )
+    parser.add_argument(
+        "--mysql-delay-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="reach MariaDB through ops/bench/delayproxy, which holds every byte back MS ms "
+        "each way (a round trip of 2 x MS, like a managed database in the same region: "
+        "PlanetScale from a worker, ~1-2 ms); bare and pipeline alike. Needs Go",
+    )
     args = parser.parse_args()
     server_url = os.environ.get("D1CDC_TARGET_URL")
     if not server_url:
         sys.exit('set D1CDC_TARGET_URL (eval "$(bash ops/services.sh env)")')
+    if args.mysql_delay_ms:
+        server_url = delayed(server_url, args.mysql_delay_ms)
+        print(f"MariaDB through a {args.mysql_delay_ms:g} ms each-way delay proxy")
     bootstrap = os.environ.get("D1CDC_KAFKA_BOOTSTRAP", "")
     directory = Path(tempfile.mkdtemp(prefix="d1cdc-bench-"))
     make = demo_workload if args.workload == "demo" else synthetic_workload
@@ -772,6 +784,34 @@ def main() -> None:
             f"p99 {cuts[98]:.0f} ms, max {max(lags):.0f} ms"
         )
     shutil.rmtree(directory)
+
+
+def delayed(url: str, delay_ms: float) -> str:
+    """`url` through a delay proxy started now (ended with this process): its URL."""
+    import atexit
+
+    build = Path(tempfile.mkdtemp(prefix="d1cdc-delayproxy-")) / "delayproxy"
+    source = REPO / "ops" / "bench" / "delayproxy"
+    subprocess.run(["go", "build", "-o", str(build), "."], cwd=source, check=True)
+    parsed = sa.engine.make_url(url)
+    proxy = subprocess.Popen(
+        [
+            str(build),
+            "-upstream",
+            f"{parsed.host}:{parsed.port or 3306}",
+            "-delay",
+            f"{delay_ms * 1000:.0f}us",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    atexit.register(proxy.terminate)
+    assert proxy.stderr is not None
+    host, port = proxy.stderr.readline().strip().rsplit(":", 1)
+    import threading
+
+    threading.Thread(target=proxy.stderr.read, daemon=True).start()  # never a full pipe
+    return parsed.set(host=host, port=int(port)).render_as_string(hide_password=False)
 
 
 def compare_pipeline(

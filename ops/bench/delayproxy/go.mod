@@ -1,0 +1,3 @@
+module d1cdc/delayproxy
+
+go 1.21
