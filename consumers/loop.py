@@ -85,10 +85,15 @@ LAG_QUERY_TIMEOUT_S = 1.0
 # librdkafka then postpones each partition's next fetch by `fetch.queue.backoff.ms`, 1 s by
 # default: the loop polled an empty queue 41 % of the time while a backlog waited in Kafka
 # (py-spy). 10 ms: 200k demo events with one consumer, 16.8k → 26.3k events/s (x1.57 in
-# 2 rounds, same CPU per event; ops/bench/bench_apply.py --pipeline --against).
+# 2 rounds, same CPU per event; ops/bench/bench_apply.py --pipeline --against). The queue
+# then stays near its cap, so the cap is resident memory again: on the 1M backlog, 4 MB /
+# 2 MB fetches peaked at 133 MB, 3 MB / 2 MB at 131, 2 MB / 2 MB at 128, 2 MB / 1 MB at 119
+# (one round each, runtime dependencies only); 200k events, 3 rounds against 4 MB / 2 MB:
+# events/s x0.95 (1.02 0.95 0.95) for 2 MB / 1 MB, x1.03 for 2 MB / 2 MB. A record batch
+# larger than the fetch cap is still returned whole (KIP-74).
 CONSUMER_DEFAULTS: dict[str, object] = {
-    "queued.max.messages.kbytes": 4096,
-    "fetch.max.bytes": 2 * 1024 * 1024,
+    "queued.max.messages.kbytes": 2048,
+    "fetch.max.bytes": 1024 * 1024,
     "fetch.queue.backoff.ms": 10,
 }
 PRUNE_EVERY_S = 3600.0
