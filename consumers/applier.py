@@ -4,9 +4,11 @@ Why: decoding and converting a batch is CPU work in this process; applying it is
 waiting for MySQL (and the dead-letter acks). Run one beside the other and the wait is no
 longer added to the CPU time (measured with ops/bench/bench_apply.py).
 
-What must not change (consumers.loop): at most one batch is in flight, and the loop waits
-for its outcome before it submits the next; a failed batch pauses the loop (nothing more
-is submitted, nothing committed), a succeeded one has its offsets committed. So batches
+What must not change (consumers.loop): at most one batch is in flight (the sink may share
+it among several MySQL connections, `consumers.lanes`, and returns when all are done),
+and the loop waits for its outcome before it submits the next; a failed batch pauses the
+loop (nothing more is submitted, nothing committed), a succeeded one has its offsets
+committed. So batches
 reach MySQL in stream order, offsets are committed only after their transaction and the
 dead-letter flush, and never after a failure, exactly as when everything ran inline.
 """
