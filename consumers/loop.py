@@ -145,7 +145,10 @@ class ConsumeLoop:
             self.sink = D1Sink(self.source, mapping)
             probe, target = self._probe_d1, "D1"
         else:
-            self.engine = engine or target_engine(settings)
+            # One connection per apply lane, and one for the probe and the pruning beside them.
+            self.engine = engine or target_engine(
+                settings, pool_size=max(5, settings.apply_connections + 1)
+            )
             self.sink = MySQLSink(
                 self.engine,
                 mapping,

@@ -156,7 +156,10 @@ class MySQLSink:
             with_retries(lambda: row_versions.ensure_side_table(self.engine))
             self._max_packet = with_retries(self._read_max_packet)
             if self.connections > 1 and with_retries(self._has_foreign_keys):
-                log.info("foreign keys in the target: one connection applies each batch")
+                log.info(
+                    "foreign keys in the target (or it cannot say): one connection applies "
+                    "each batch"
+                )
                 self.connections = 1
             self._side_table_ready = True
         lanes = split_lanes(
