@@ -5,6 +5,7 @@
     .venv/bin/python ops/bench/bench_apply.py --workload synthetic --rows 50000  # sink vs bare
     .venv/bin/python ops/bench/bench_apply.py --pipeline --against HEAD~1  # a change on/off
     .venv/bin/python ops/bench/bench_apply.py --pipeline-only --consumers 2 --backlog-late 3
+    .venv/bin/python ops/bench/bench_apply.py --pipeline --mysql-delay-ms 0.5  # a far database
 
 Workloads: `demo` (default) is every row of a demo D1 database (59 tables, the types the
 demo app uses) generated to about `--rows` rows; `synthetic` is one 15-column table (text,
