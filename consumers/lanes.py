@@ -9,7 +9,8 @@ What keeps this as correct as one connection:
   target or of the side table.
 - A table with a secondary UNIQUE index stays whole in one lane: its collision check
   (`consumers.unique`) looks at the batch's values and MySQL's, which assumes that no other
-  writer claims a value meanwhile.
+  writer claims a value meanwhile. So does a table with a decimal or real key column (two
+  identities, 1.5 and 1.50, can be one row to MySQL). `MySQLSink` names them (`whole`).
 - The caller uses one lane when the target has FOREIGN KEY constraints: a child row's check
   locks its parent, another lane may be writing it, and the two would wait on each other.
 - The batch is done (and its offsets may be committed) only once every lane is: lanes end

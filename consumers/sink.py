@@ -96,11 +96,7 @@ class MySQLSink:
         self.rows_per_transaction = rows_per_transaction
         tables = mapping.tables.values()
         self.connections = connections  # 1 where the target has foreign keys (`apply`)
-        self._whole_tables = {
-            t.name
-            for t in tables
-            if any(i.unique and set(i.columns) != set(t.primary_key) for i in t.indexes)
-        }
+        self._whole_tables = {t.name for t in tables if _one_lane_only(t)}
         self._lanes: ThreadPoolExecutor | None = None  # the lanes beyond the caller's own
         self._upserts = {
             (t.name, strict): sql.build_upsert(t, strict=strict)
@@ -132,6 +128,16 @@ class MySQLSink:
             return None
         return int(value) if value is not None else None
 
+    def _prepare(self) -> None:
+        """Once, before the first batch: the side table, the packet limit, the lanes."""
+        with_retries(lambda: row_versions.ensure_side_table(self.engine))
+        self._max_packet = with_retries(self._read_max_packet)
+        if self.connections > 1 and with_retries(self._has_foreign_keys):
+            log.info(
+                "foreign keys in the target (or it cannot say): one connection applies each batch"
+            )
+            self.connections = 1
+
     def _has_foreign_keys(self) -> bool:
         """Does the target database have FOREIGN KEY constraints (`schema apply --foreign-keys`)?
 
@@ -140,7 +146,7 @@ class MySQLSink:
         """
         query = (
             "SELECT COUNT(*) FROM information_schema.REFERENTIAL_CONSTRAINTS "
-            "WHERE CONSTRAINT_SCHEMA = DATABASE()"
+            "WHERE CONSTRAINT_SCHEMA = DATABASE() OR UNIQUE_CONSTRAINT_SCHEMA = DATABASE()"
         )
         try:
             with self.engine.connect() as conn:
@@ -153,14 +159,13 @@ class MySQLSink:
     def apply(self, changes: Sequence[Change]) -> ApplyResult:
         """Apply coalesced `changes`; returns counts and the dead letters of refused rows."""
         if not self._side_table_ready:
-            with_retries(lambda: row_versions.ensure_side_table(self.engine))
-            self._max_packet = with_retries(self._read_max_packet)
-            if self.connections > 1 and with_retries(self._has_foreign_keys):
-                log.info(
-                    "foreign keys in the target (or it cannot say): one connection applies "
-                    "each batch"
-                )
-                self.connections = 1
+            try:
+                self._prepare()
+            except MYSQL_ERRORS as exc:
+                if not is_transient(exc):
+                    raise
+                # Still unavailable after the retries: the loop pauses, as for a batch.
+                raise ServiceError(f"MySQL target unavailable: {mysql_message(exc)}") from None
             self._side_table_ready = True
         lanes = split_lanes(
             changes,
@@ -177,18 +182,26 @@ class MySQLSink:
         others: list[Future[ApplyResult]] = [
             self._lanes.submit(self._apply_lane, lane) for lane in lanes[1:]
         ]
+        first: ApplyResult | None = None
+        errors: list[BaseException] = []
         try:
-            result = self._apply_lane(lanes[0])
-        finally:
-            # Every lane ends before the batch does, whatever the first one's outcome: the
-            # batch's offsets are committed (or it is delivered again) only after all.
-            outcomes = [(f.exception(), f) for f in others]
-        for error, _ in outcomes:
-            if error is not None:
-                raise error
-        for _, future in outcomes:
-            result.merge(future.result())
-        return result
+            first = self._apply_lane(lanes[0])
+        except Exception as exc:
+            errors.append(exc)
+        # Every lane ends before the batch does, whatever the first one's outcome: the
+        # batch's offsets are committed (or it is delivered again) only after all.
+        errors += [e for e in (f.exception() for f in others) if e is not None]
+        if errors:
+            # MySQL unavailable pauses the loop; anything else (a schema mismatch, a bug)
+            # must not hide behind it, whichever lane it happened in.
+            errors.sort(key=lambda e: isinstance(e, ServiceError))
+            for other in errors[1:]:
+                log.warning("another apply lane failed too", error=repr(other))
+            raise errors[0]
+        assert first is not None
+        for future in others:
+            first.merge(future.result())
+        return first
 
     def close(self) -> None:
         """End the lanes' threads (after the last `apply`)."""
@@ -314,6 +327,19 @@ class MySQLSink:
         )
         if plan.state_clears:
             row_versions.clear_states(conn, table.name, [ident[1] for ident in plan.state_clears])
+
+
+def _one_lane_only(table: TableMapping) -> bool:
+    """Must `table` stay whole in one apply lane (`consumers.lanes`)?
+
+    - A secondary UNIQUE index: its collision check assumes one writer per value.
+    - A decimal or real key column: its identity is the converted value's text, and 1.5 and
+      1.50 (or 0.0 and -0.0) are two identities but one row to MySQL; two lanes could write
+      that row at once.
+    """
+    if any(i.unique and set(i.columns) != set(table.primary_key) for i in table.indexes):
+        return True
+    return any(table.columns[c].type.kind in ("decimal", "real") for c in table.primary_key)
 
 
 def _not_unicode(exc: UnicodeEncodeError) -> str:

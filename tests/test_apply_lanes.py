@@ -17,8 +17,10 @@ from consumers.coalesce import coalesce_batch
 from consumers.lanes import split_lanes
 from consumers.memory_sink import MemorySink
 from consumers.row_versions import SIDE_TABLE
-from consumers.sink import MySQLSink
+from consumers.sink import ApplyResult, MySQLSink
 from tests.consume_helpers import MAPPING, as_change, prepare_target, rows, tag_event, user_event
+from worker.errors import SchemaError, ServiceError
+from worker.schema.mapping import mapping_from_dict
 
 
 def _batch(tags: int, users: int = 0, *, deletes_first: int = 0) -> list[Change]:
@@ -70,6 +72,65 @@ def test_every_change_lands_in_exactly_one_lane_with_its_key(
     assert all(owner[c.identity] == i for i, p in enumerate(parts) for c in p)
 
 
+def test_tables_a_lane_must_not_share_are_kept_whole() -> None:
+    """A secondary UNIQUE index, or a decimal / real key (1.5 and 1.50: two identities, one
+    row to MySQL), keeps a table in one lane; a text or integer key does not."""
+    tables: dict[str, Any] = {
+        name: {"primary_key": ["id"], "columns": {"id": {"type": kind, "nullable": False}}}
+        for name, kind in (
+            ("by_text", "string(20)"),
+            ("by_int", "integer"),
+            ("by_decimal", "decimal(10,2)"),
+            ("by_real", "real"),
+        )
+    }
+    mapping = mapping_from_dict({"tables": tables})
+    lazy = sa.create_engine("mysql+pymysql://nobody@127.0.0.1:1/none")  # never connected
+    assert MySQLSink(lazy, mapping, connections=2)._whole_tables == {"by_decimal", "by_real"}
+    assert MySQLSink(lazy, MAPPING, connections=2)._whole_tables == {"user"}
+
+
+class _FailingLanes(MySQLSink):
+    """A sink whose lanes fail as told: by lane thread (the caller's own lane is "first")."""
+
+    def __init__(self, engine: sa.Engine, first: Exception | None, other: Exception | None):
+        super().__init__(engine, MAPPING, rows_per_statement=2, connections=2)
+        self.first, self.other = first, other
+        self.ended: list[str] = []
+
+    def _apply_lane(self, changes: Any) -> ApplyResult:
+        on_lane_thread = threading.current_thread().name.startswith("d1cdc-lane")
+        error = self.other if on_lane_thread else self.first
+        if not on_lane_thread:
+            threading.Event().wait(0.2)  # the other lane has long failed by now
+        self.ended.append("other" if on_lane_thread else "first")
+        if error is not None:
+            raise error
+        return ApplyResult()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("first", "other", "raised"),
+    [
+        (None, ServiceError("gone"), ServiceError),
+        (ServiceError("gone"), SchemaError("no such column"), SchemaError),
+        (SchemaError("no such column"), ServiceError("gone"), SchemaError),
+        (None, ValueError("a bug"), ValueError),
+    ],
+)
+def test_a_failed_lane_fails_the_batch_after_every_lane_ended(
+    engine: sa.Engine, first: Exception | None, other: Exception | None, raised: type
+) -> None:
+    """Whichever lane fails, apply() raises only once both lanes ended, and a schema
+    mismatch or a bug is never hidden behind "MySQL unavailable" (which only pauses)."""
+    sink = _FailingLanes(engine, first, other)
+    with pytest.raises(raised):
+        sink.apply(_batch(20))
+    assert sorted(sink.ended) == ["first", "other"]
+    sink.close()
+
+
 @pytest.fixture
 def engine(target_url: str) -> Any:
     engine = prepare_target(target_url)
@@ -105,8 +166,11 @@ def test_a_row_refused_in_one_lane_is_dead_lettered_alone(engine: sa.Engine) -> 
     sink = MySQLSink(engine, MAPPING, rows_per_statement=4, rows_per_transaction=50, connections=2)
     events = [tag_event(f"t{i}", 1, label="ok") for i in range(24)]
     events[13] = tag_event("t13", 1, label="far too long")
+    sink.apply([])
+    threads = _threads_used(engine)
     result = sink.apply(coalesce_batch([as_change(e) for e in events]))
     sink.close()
+    assert len(threads) == 2  # both lanes applied (and bisected) their part
     assert [d.reason.split(":")[0] for d in result.dead] == ["RowRefusedError"]
     assert "1406" in result.dead[0].reason and "t13" in result.dead[0].reason
     assert sorted(rows(engine, "tag")) == sorted(f"t{i}" for i in range(24) if i != 13)

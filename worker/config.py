@@ -191,7 +191,7 @@ class Settings(BaseSettings):
         ge=1,
         le=16,
         description="MySQL connections one consume process applies a batch over at once "
-        "(its keys shared among them; 1 with foreign keys in the mapping).",
+        "(its keys shared among them; 1 when the target has FOREIGN KEY constraints).",
     )
     tombstone_retention_hours: float = Field(
         168.0, gt=0, description="How long delete tombstones guard against resurrection."
