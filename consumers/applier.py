@@ -8,9 +8,9 @@ What must not change (consumers.loop): at most one batch is in flight (the sink 
 it among several MySQL connections, `consumers.lanes`, and returns when all are done),
 and the loop waits for its outcome before it submits the next; a failed batch pauses the
 loop (nothing more is submitted, nothing committed), a succeeded one has its offsets
-committed. So batches
-reach MySQL in stream order, offsets are committed only after their transaction and the
-dead-letter flush, and never after a failure, exactly as when everything ran inline.
+committed. So batches reach MySQL in stream order, offsets are committed only after their
+transaction and the dead-letter flush, and never after a failure, exactly as when
+everything ran inline.
 """
 
 from __future__ import annotations

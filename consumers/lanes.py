@@ -37,14 +37,14 @@ def split_lanes(
     others are spread by key. Deletes: under REPEATABLE READ a delete of an absent key
     locks the gap where it would be, and another lane's inserts into that gap deadlocked
     (errno 1213, retried) about once per batch with 40 % deletes, and 8 times in 40 batches
-    with 5 %; with such a table in one lane, never. Parts
-    are then given to the least-loaded lane, the largest first.
+    with 5 %; with such a table in one lane, never. Parts are then given to the
+    least-loaded lane, the largest first.
     """
+    if lanes <= 1 or len(changes) < 2:
+        return [list(changes)] if changes else []
     by_table: dict[str, list[Change]] = defaultdict(list)
     for change in changes:
         by_table[change.table].append(change)
-    if lanes <= 1 or len(changes) < 2:
-        return [list(changes)] if changes else []
     parts: list[list[Change]] = []
     for name, table_changes in by_table.items():
         if (

@@ -6,9 +6,9 @@ UNIQUE collisions, run the multi-row guarded upserts (≤ `rows_per_statement` r
 then write the side table. A batch is shared among `connections` lanes applied at once
 (`consumers.lanes`): keys are disjoint across lanes. Transient errors are retried
 (`consumers.retry`); if MySQL stays unavailable a `ServiceError` reaches the consume loop,
-which pauses and rewinds. A row error
-(MySQL refuses a value) rolls the transaction back and the changes are bisected until the
-culprit is alone: it is dead-lettered with MySQL's reason, everything else applies.
+which pauses and rewinds. A row error (MySQL refuses a value) rolls the transaction back
+and the changes are bisected until the culprit is alone: it is dead-lettered with MySQL's
+reason, everything else applies.
 """
 
 from __future__ import annotations

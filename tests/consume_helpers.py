@@ -13,7 +13,10 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from consumers.change import Change, MessageRef
+from consumers.coalesce import coalesce_batch
 from consumers.decode import to_change
+from consumers.memory_sink import MemorySink
+from consumers.row_versions import SIDE_TABLE
 from worker.db import create_target_engine
 from worker.envelope import ChangeEvent, Op, encode_event, new_event
 from worker.kafka import admin_client, producer_config
@@ -132,3 +135,23 @@ def wait_for(
             return
         time.sleep(interval_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+
+
+def assert_ends_like_the_twin(
+    sink: Any, engine: sa.Engine, events: list[ChangeEvent], batch: int
+) -> None:
+    """Apply `events` from empty tables, `batch` at a time, to `sink` (a `MySQLSink`) and to
+    the in-memory twin: MariaDB's `user` names and `tag` labels must equal the twin's."""
+    with engine.begin() as conn:
+        for table in ("user", "tag", SIDE_TABLE):
+            conn.exec_driver_sql(f"DELETE FROM `{table}`")
+    twin = MemorySink(MAPPING)
+    changes = [as_change(e) for e in events]
+    for start in range(0, len(changes), batch):
+        part = coalesce_batch(changes[start : start + batch])
+        sink.apply(part)
+        twin.apply(part)
+    for table, column in (("user", "name"), ("tag", "label")):
+        expected = {i[1]: r[column] for i, r in twin.rows.items() if i[0] == table}
+        actual = {f'{{"id":"{k}"}}': r[column] for k, r in rows(engine, table).items()}
+        assert actual == expected

@@ -15,10 +15,16 @@ from hypothesis import strategies as st
 from consumers.change import Change
 from consumers.coalesce import coalesce_batch
 from consumers.lanes import split_lanes
-from consumers.memory_sink import MemorySink
-from consumers.row_versions import SIDE_TABLE
 from consumers.sink import ApplyResult, MySQLSink
-from tests.consume_helpers import MAPPING, as_change, prepare_target, rows, tag_event, user_event
+from tests.consume_helpers import (
+    MAPPING,
+    as_change,
+    assert_ends_like_the_twin,
+    prepare_target,
+    rows,
+    tag_event,
+    user_event,
+)
 from worker.errors import SchemaError, ServiceError
 from worker.schema.mapping import mapping_from_dict
 
@@ -105,13 +111,21 @@ class _FailingLanes(MySQLSink):
         super().__init__(engine, MAPPING, rows_per_statement=2, connections=2)
         self.first, self.other = first, other
         self.ended: list[str] = []
+        self._first_ended = threading.Event()
 
     def _apply_lane(self, changes: Any) -> ApplyResult:
         on_lane_thread = threading.current_thread().name.startswith("d1cdc-lane")
-        error = self.other if on_lane_thread else self.first
-        if not on_lane_thread:
-            threading.Event().wait(0.2)  # the other lane has long failed by now
-        self.ended.append("other" if on_lane_thread else "first")
+        if on_lane_thread:
+            # The other lane ends last, and late: an apply() that did not wait for it would
+            # have returned or raised by now, and `ended` would lack it.
+            assert self._first_ended.wait(10)
+            threading.Event().wait(0.2)
+            self.ended.append("other")
+            error = self.other
+        else:
+            self.ended.append("first")
+            self._first_ended.set()
+            error = self.first
         if error is not None:
             raise error
         return ApplyResult()
@@ -219,19 +233,7 @@ def test_two_lanes_match_the_in_memory_twin(engine: sa.Engine) -> None:
     @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
     @given(_histories(), st.integers(2, 16))
     def check(events: list[Any], batch: int) -> None:
-        with engine.begin() as conn:
-            for table in ("user", "tag", SIDE_TABLE):
-                conn.exec_driver_sql(f"DELETE FROM `{table}`")
-        twin = MemorySink(MAPPING)
-        changes = [as_change(e) for e in events]
-        for start in range(0, len(changes), batch):
-            part = coalesce_batch(changes[start : start + batch])
-            sink.apply(part)
-            twin.apply(part)
-        for table, column in (("user", "name"), ("tag", "label")):
-            expected = {i[1]: r[column] for i, r in twin.rows.items() if i[0] == table}
-            actual = {f'{{"id":"{k}"}}': r[column] for k, r in rows(engine, table).items()}
-            assert actual == expected
+        assert_ends_like_the_twin(sink, engine, events, batch)
 
     sink.apply([])
     check()

@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumers.coalesce import coalesce_batch
-from consumers.memory_sink import MemorySink
 from consumers.row_versions import SIDE_TABLE, prune_tombstones
 from consumers.sink import MySQLSink
 from tests.consume_helpers import (
     BASE_MS,
     MAPPING,
     as_change,
+    assert_ends_like_the_twin,
     prepare_target,
     rows,
     tag_event,
@@ -231,26 +231,7 @@ def test_real_database_matches_the_in_memory_twin(sink: MySQLSink, engine: sa.En
     @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
     @given(_histories(), st.integers(1, 6))
     def check(events: list[Any], batch: int) -> None:
-        with engine.begin() as conn:
-            for table in ("user", "tag", SIDE_TABLE):
-                conn.exec_driver_sql(f"DELETE FROM `{table}`")
-        twin = MemorySink(MAPPING)
-        changes = [as_change(e) for e in events]
-        for start in range(0, len(changes), batch):
-            part = coalesce_batch(changes[start : start + batch])
-            sink.apply(part)
-            twin.apply(part)
-        for table in ("user", "tag"):
-            expected = {
-                i[1]: r["name" if table == "user" else "label"]
-                for i, r in twin.rows.items()
-                if i[0] == table
-            }
-            actual = {
-                f'{{"id":"{k}"}}': r["name" if table == "user" else "label"]
-                for k, r in rows(engine, table).items()
-            }
-            assert actual == expected
+        assert_ends_like_the_twin(sink, engine, events, batch)
 
     sink.apply([])
     check()

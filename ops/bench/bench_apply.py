@@ -22,6 +22,7 @@ the rows as change events in Kafka, applied by `d1cdc consume` processes (see
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -789,8 +791,6 @@ def main() -> None:
 
 def delayed(url: str, delay_ms: float) -> str:
     """`url` through a delay proxy started now (ended with this process): its URL."""
-    import atexit
-
     build = Path(tempfile.mkdtemp(prefix="d1cdc-delayproxy-")) / "delayproxy"
     source = REPO / "ops" / "bench" / "delayproxy"
     subprocess.run(["go", "build", "-o", str(build), "."], cwd=source, check=True)
@@ -809,8 +809,6 @@ def delayed(url: str, delay_ms: float) -> str:
     atexit.register(proxy.terminate)
     assert proxy.stderr is not None
     host, port = proxy.stderr.readline().strip().rsplit(":", 1)
-    import threading
-
     threading.Thread(target=proxy.stderr.read, daemon=True).start()  # never a full pipe
     return parsed.set(host=host, port=int(port)).render_as_string(hide_password=False)
 
