@@ -193,14 +193,20 @@ def group_progress(admin: AdminClient, group: str, topics: Iterable[str]) -> Gro
     wanted = list(topics)
     ends = topic_offsets(admin, wanted, OffsetSpec.latest())  # type: ignore[no-untyped-call]
     starts = topic_offsets(admin, wanted, OffsetSpec.earliest())  # type: ignore[no-untyped-call]
-    committed: dict[Partition, int] = {}
-    if ends:
-        parts = [TopicPartition(t, p) for t, p in sorted(ends)]
-        request = ConsumerGroupTopicPartitions(group, parts)
-        answer = admin.list_consumer_group_offsets([request], request_timeout=_TIMEOUT_S)[group]
-        for tp in _result(answer).topic_partitions:
-            committed[(tp.topic, tp.partition)] = tp.offset
+    committed = committed_offsets(admin, group, ends)
     described = admin.describe_consumer_groups([group], request_timeout=_TIMEOUT_S)[group]
     state = _result(described).state
     name = state.name if isinstance(state, ConsumerGroupState) else str(state)
     return GroupProgress(ends, starts, committed, name)
+
+
+def committed_offsets(
+    admin: AdminClient, group: str, partitions: Iterable[Partition]
+) -> dict[Partition, int]:
+    """`group`'s committed offset of each of `partitions` (negative: none yet); one request."""
+    parts = [TopicPartition(t, p) for t, p in sorted(partitions)]
+    if not parts:
+        return {}
+    request = ConsumerGroupTopicPartitions(group, parts)
+    answer = admin.list_consumer_group_offsets([request], request_timeout=_TIMEOUT_S)[group]
+    return {(tp.topic, tp.partition): tp.offset for tp in _result(answer).topic_partitions}

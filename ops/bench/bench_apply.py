@@ -377,7 +377,7 @@ def run_pipeline(
     from confluent_kafka import Producer
     from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 
-    from consumers.offsets import group_progress
+    from consumers.offsets import committed_offsets
     from consumers.offsets import topic_offsets as offsets
     from worker.envelope import encode_event, new_event
     from worker.kafka import admin_client, producer_config
@@ -480,7 +480,10 @@ def run_pipeline(
                 if {m for m, held in members.items() if held} - first_members:
                     late_assigned_s = now - late_started
                     applied_before_late = sum(max(0, done.get(p, 0)) for p in ends)
-            done = group_progress(admin, group, topics).committed
+            # Only the committed offsets of the partitions still pending, in one request:
+            # the whole group's progress (4 admin requests over 354 partitions) every 50 ms
+            # took 0.45 of a core from the 2 the consumers share with MariaDB and Kafka.
+            done.update(committed_offsets(admin, group, pending))
             pending = [p for p in pending if done.get(p, -1) < ends[p]]
             time.sleep(0.05)
         seconds = time.perf_counter() - started
