@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from consumers import row_versions, sql
 from consumers.change import Change, DeadLetter
+from consumers.lane_connection import LaneConnection
 from consumers.lanes import split_lanes
 from consumers.literals import RowTooLarge, execute_upsert, row_renderer
 from consumers.plan import TablePlan, plan_table
@@ -98,6 +99,7 @@ class MySQLSink:
         self.connections = connections  # 1 where the target has foreign keys (`apply`)
         self._whole_tables = {t.name for t in tables if _one_lane_only(t)}
         self._lanes: ThreadPoolExecutor | None = None  # the lanes beyond the caller's own
+        self._connections: dict[int, LaneConnection] = {}  # by lane
         self._upserts = {
             (t.name, strict): sql.build_upsert(t, strict=strict)
             for t in mapping.tables.values()
@@ -174,18 +176,18 @@ class MySQLSink:
             split_from=min(self.rows_per_statement, self.rows_per_transaction),
         )
         if len(lanes) <= 1:
-            return self._apply_lane(lanes[0] if lanes else [])
+            return self._apply_lane(0, lanes[0] if lanes else [])
         if self._lanes is None:
             self._lanes = ThreadPoolExecutor(
                 max_workers=self.connections - 1, thread_name_prefix="d1cdc-lane"
             )
         others: list[Future[ApplyResult]] = [
-            self._lanes.submit(self._apply_lane, lane) for lane in lanes[1:]
+            self._lanes.submit(self._apply_lane, i, lane) for i, lane in enumerate(lanes[1:], 1)
         ]
         first: ApplyResult | None = None
         errors: list[BaseException] = []
         try:
-            first = self._apply_lane(lanes[0])
+            first = self._apply_lane(0, lanes[0])
         except Exception as exc:
             errors.append(exc)
         # Every lane ends before the batch does, whatever the first one's outcome: the
@@ -204,34 +206,40 @@ class MySQLSink:
         return first
 
     def close(self) -> None:
-        """End the lanes' threads (after the last `apply`)."""
+        """End the lanes' threads and return their connections (after the last `apply`)."""
         if self._lanes is not None:
             self._lanes.shutdown(wait=True)
             self._lanes = None
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
 
-    def _apply_lane(self, changes: Sequence[Change]) -> ApplyResult:
+    def _apply_lane(self, lane: int, changes: Sequence[Change]) -> ApplyResult:
+        connection = self._connections.get(lane)
+        if connection is None:
+            connection = self._connections[lane] = LaneConnection(self.engine)
         result = ApplyResult()
         for part in chunks(list(changes), self.rows_per_transaction):
-            result.merge(self._isolating(part))
+            result.merge(self._isolating(connection, part))
         return result
 
-    def _isolating(self, changes: Sequence[Change]) -> ApplyResult:
+    def _isolating(self, connection: LaneConnection, changes: Sequence[Change]) -> ApplyResult:
         try:
-            return self._transaction(changes)
+            return self._transaction(connection, changes)
         except _RowRejected as exc:
             if len(changes) == 1:
                 return ApplyResult(
                     dead=[DeadLetter.of(changes[0].source, _refused(changes[0], exc))]
                 )
             middle = len(changes) // 2
-            result = self._isolating(changes[:middle])
-            result.merge(self._isolating(changes[middle:]))
+            result = self._isolating(connection, changes[:middle])
+            result.merge(self._isolating(connection, changes[middle:]))
             return result
 
-    def _transaction(self, changes: Sequence[Change]) -> ApplyResult:
+    def _transaction(self, connection: LaneConnection, changes: Sequence[Change]) -> ApplyResult:
         def attempt() -> ApplyResult:
             result = ApplyResult()
-            with self.engine.begin() as conn:
+            with connection.transaction() as conn:
                 by_table: dict[str, list[Change]] = defaultdict(list)
                 for change in changes:
                     by_table[change.table].append(change)

@@ -113,7 +113,7 @@ class _FailingLanes(MySQLSink):
         self.ended: list[str] = []
         self._first_ended = threading.Event()
 
-    def _apply_lane(self, changes: Any) -> ApplyResult:
+    def _apply_lane(self, lane: int, changes: Any) -> ApplyResult:
         on_lane_thread = threading.current_thread().name.startswith("d1cdc-lane")
         if on_lane_thread:
             # The other lane ends last, and late: an apply() that did not wait for it would
